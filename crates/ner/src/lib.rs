@@ -1,0 +1,77 @@
+//! The NER stage of saener: corpora in, scores out.
+//!
+//! - [`corpus`] reads and writes CoNLL column files, JSONL span files and plain text into one
+//!   data model ([`Corpus`] → [`Document`] → [`Sentence`] → [`Word`], with [`Entity`] spans),
+//!   computing the words and their character offsets once.
+//! - [`eval`] scores predicted tags against gold tags, entity-level exact match, under both
+//!   seqeval-strict-IOB2 and conlleval counting, with an error breakdown.
+//! - [`mod@perturb`] makes controlled noisy copies of a gold corpus (dropped entities, moved
+//!   boundaries, spurious entities) for noise studies.
+//!
+//! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
+
+pub mod corpus;
+pub mod eval;
+pub mod perturb;
+mod tags;
+
+pub use corpus::{
+    parse_conll, parse_jsonl, parse_text, read_conll, read_jsonl, read_text, tokenize,
+    ConllOptions, Corpus, CorpusStats, Document, DocumentMode, Entity, Loaded, Sentence, Separator,
+    TagScheme, TextMode, Warning, Word,
+};
+pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, Prf, Scores};
+pub use perturb::{perturb, PerturbKind};
+
+/// Errors of the NER stage. Each names the file, line and field at fault (or, for metrics,
+/// the sentence and token) and says what was expected.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{file}: {source}")]
+    Io {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{file}:{line}: invalid UTF-8 at byte offset {offset}")]
+    Utf8 {
+        file: String,
+        line: usize,
+        offset: usize,
+    },
+    #[error("{file}:{line}: invalid JSON: {message}")]
+    Json {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    /// A value in an input file is malformed: a column, a tag, a JSON field, an offset.
+    #[error("{file}:{line}: {field}: expected {expected}, found {found}")]
+    Field {
+        file: String,
+        line: usize,
+        field: String,
+        expected: String,
+        found: String,
+    },
+    /// Gold and predicted data do not line up (sentence counts, lengths, words).
+    #[error("gold and predictions differ at {at}: gold has {gold}, predictions have {pred}")]
+    Mismatch {
+        at: String,
+        gold: String,
+        pred: String,
+    },
+    /// A tag given to the metrics is not `O`, `B-<type>` or `I-<type>`.
+    #[error("{at}: invalid tag {tag:?}: expected O, B-<type> or I-<type>")]
+    Tag { at: String, tag: String },
+    /// A parameter is out of its range.
+    #[error("{name}: expected {expected}, found {found}")]
+    Argument {
+        name: String,
+        expected: String,
+        found: String,
+    },
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

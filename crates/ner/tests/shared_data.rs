@@ -1,0 +1,222 @@
+//! Reads every CoNLL file of the shared data folder: counts, byte-identical round trip, and
+//! a JSONL round trip. The data stays outside the repository; the folder is
+//! `$SAENER_SHARED/data`, by default `/work/shared/data` next to the checkout.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use saener_ner::{
+    evaluate_corpus, parse_conll, parse_jsonl, perturb, ConllOptions, Corpus, DocumentMode,
+    PerturbKind, TagScheme,
+};
+
+fn data_dir() -> PathBuf {
+    let dir = match std::env::var_os("SAENER_SHARED") {
+        Some(shared) => PathBuf::from(shared).join("data"),
+        None => PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared/data")),
+    };
+    // A missing folder is a failure, not a skip: a test that cannot fail checks nothing.
+    assert!(
+        dir.is_dir(),
+        "no shared data folder at {}: set SAENER_SHARED to the folder holding data/",
+        dir.display()
+    );
+    dir
+}
+
+/// Counts of one file.
+struct Expected {
+    file: &'static str,
+    documents: usize,
+    sentences: usize,
+    words: usize,
+    entities: &'static [(&'static str, usize)],
+}
+
+/// Counted independently of this crate by a Python script over the raw files: documents =
+/// `-DOCSTART-` lines; sentences = runs of non-blank lines other than `-DOCSTART-`; words =
+/// those lines; entities = `B-` tags of the last column (the script also checked that every
+/// `I-X` follows `B-X`/`I-X`, so each `B-` starts exactly one entity). They agree with each
+/// folder's SOURCE.md.
+const EXPECTED: &[Expected] = &[
+    Expected {
+        file: "bc5cdr/dev.conll",
+        documents: 500,
+        sentences: 4581,
+        words: 117453,
+        entities: &[("Chemical", 5347), ("Disease", 4246)],
+    },
+    Expected {
+        file: "bc5cdr/train.conll",
+        documents: 500,
+        sentences: 4560,
+        words: 118170,
+        entities: &[("Chemical", 5203), ("Disease", 4182)],
+    },
+    Expected {
+        file: "conll2003/dev.conll",
+        documents: 216,
+        sentences: 3250,
+        words: 51362,
+        entities: &[("LOC", 1837), ("MISC", 922), ("ORG", 1341), ("PER", 1842)],
+    },
+    Expected {
+        file: "conll2003/test.conll",
+        documents: 231,
+        sentences: 3453,
+        words: 46435,
+        entities: &[("LOC", 1668), ("MISC", 702), ("ORG", 1661), ("PER", 1617)],
+    },
+    Expected {
+        file: "conll2003/train.conll",
+        documents: 946,
+        sentences: 14041,
+        words: 203621,
+        entities: &[("LOC", 7140), ("MISC", 3438), ("ORG", 6321), ("PER", 6600)],
+    },
+    Expected {
+        file: "ncbi_disease/dev.conll",
+        documents: 100,
+        sentences: 923,
+        words: 23969,
+        entities: &[("Disease", 787)],
+    },
+    Expected {
+        file: "ncbi_disease/test.conll",
+        documents: 100,
+        sentences: 940,
+        words: 24497,
+        entities: &[("Disease", 960)],
+    },
+    Expected {
+        file: "ncbi_disease/train.conll",
+        documents: 592,
+        sentences: 5424,
+        words: 135701,
+        entities: &[("Disease", 5134)],
+    },
+];
+
+/// Every expected file as (name, bytes, corpus read with `mode`).
+fn each_file(mode: DocumentMode) -> Vec<(&'static str, Vec<u8>, Corpus)> {
+    let dir = data_dir();
+    let options = ConllOptions {
+        documents: mode,
+        ..Default::default()
+    };
+    EXPECTED
+        .iter()
+        .map(|&Expected { file: name, .. }| {
+            let bytes = std::fs::read(dir.join(name)).unwrap();
+            let loaded = parse_conll(&bytes, name, &options).unwrap();
+            assert!(
+                loaded.warnings.is_empty(),
+                "{name}: {:?}",
+                &loaded.warnings[..1]
+            );
+            assert_eq!(loaded.scheme, Some(TagScheme::Iob2), "{name}");
+            (name, bytes, loaded.corpus)
+        })
+        .collect()
+}
+
+#[test]
+fn counts_match_independent_counts() {
+    for ((name, _, corpus), expected) in each_file(DocumentMode::Auto).iter().zip(EXPECTED) {
+        let stats = corpus.stats();
+        let per_label: BTreeMap<String, usize> = expected
+            .entities
+            .iter()
+            .map(|&(label, n)| (label.to_string(), n))
+            .collect();
+        assert_eq!(
+            (stats.documents, stats.sentences, stats.words),
+            (expected.documents, expected.sentences, expected.words),
+            "{name}"
+        );
+        assert_eq!(stats.per_label, per_label, "{name}");
+        assert_eq!(stats.entities, per_label.values().sum::<usize>(), "{name}");
+    }
+}
+
+#[test]
+fn conll2003_test_has_the_published_totals() {
+    let files = each_file(DocumentMode::Auto);
+    if let Some((_, _, corpus)) = files.iter().find(|f| f.0 == "conll2003/test.conll") {
+        let stats = corpus.stats();
+        assert_eq!((stats.sentences, stats.entities), (3453, 5648));
+    }
+}
+
+#[test]
+fn writing_reproduces_the_files_byte_for_byte() {
+    for mode in [DocumentMode::Auto, DocumentMode::Sentences] {
+        for (name, bytes, corpus) in each_file(mode) {
+            assert!(corpus.to_conll().as_bytes() == bytes, "{name} ({mode:?})");
+            if mode == DocumentMode::Sentences {
+                assert_eq!(corpus.documents.len(), corpus.stats().sentences, "{name}");
+            }
+        }
+    }
+}
+
+#[test]
+fn jsonl_round_trip_keeps_entity_spans() {
+    let char_spans = |corpus: &Corpus| -> Vec<(usize, usize, usize, String)> {
+        let mut spans = Vec::new();
+        for (d, document) in corpus.documents.iter().enumerate() {
+            for sentence in &document.sentences {
+                for entity in &sentence.entities {
+                    let (start, end) = sentence.char_span(entity);
+                    spans.push((d, start, end, entity.label.clone()));
+                }
+            }
+        }
+        spans
+    };
+    for (name, _, corpus) in each_file(DocumentMode::Auto) {
+        let jsonl = corpus.to_jsonl();
+        let back = parse_jsonl(jsonl.as_bytes(), name).unwrap();
+        // CoNLL words that hold punctuation are split further, but entity edges stay on
+        // word edges, so nothing is snapped.
+        assert!(
+            back.warnings.is_empty(),
+            "{name}: {:?}",
+            &back.warnings[..1]
+        );
+        assert_eq!(char_spans(&back.corpus), char_spans(&corpus), "{name}");
+        assert_eq!(back.corpus.to_jsonl(), jsonl, "{name}");
+    }
+}
+
+#[test]
+fn perturbations_of_real_data_score_as_expected() {
+    let files = each_file(DocumentMode::Auto);
+    let Some((_, _, gold)) = files.iter().find(|f| f.0 == "conll2003/test.conll") else {
+        return;
+    };
+    let n = gold.stats().entities; // 5,648
+    let k = (0.2 * n as f64).round() as usize; // 1,130
+    let scores = |pred: &Corpus| evaluate_corpus(gold, pred).unwrap();
+
+    let same = scores(gold);
+    assert_eq!((same.strict.micro.f1, same.conlleval.macro_.f1), (1.0, 1.0));
+
+    // Dropping k entities: every remaining prediction is correct, recall is (n - k) / n.
+    let dropped = scores(&perturb(gold, PerturbKind::Fn, 0.2, 11).unwrap());
+    assert_eq!(dropped.strict.micro.correct, n - k);
+    assert_eq!(dropped.strict.micro.precision, 1.0);
+    assert_eq!(dropped.errors.missed, k);
+
+    // Adding k spurious entities: precision is n / (n + k), and each one is spurious.
+    let added = scores(&perturb(gold, PerturbKind::Fp, 0.2, 12).unwrap());
+    assert_eq!(added.strict.micro.predicted, n + k);
+    assert_eq!(added.errors.spurious, k);
+    assert_eq!(added.strict.micro.recall, 1.0);
+
+    // Moving k boundaries: exactly those k predictions are boundary errors.
+    let moved = scores(&perturb(gold, PerturbKind::Boundary, 0.2, 13).unwrap());
+    assert_eq!(moved.errors.boundary, k);
+    assert_eq!(moved.strict.micro.correct, n - k);
+    assert_eq!(moved.strict, moved.conlleval);
+}
