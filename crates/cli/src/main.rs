@@ -34,6 +34,8 @@ enum Command {
     /// Build the unlabelled text used to train SAEs.
     #[command(subcommand)]
     Corpus(commands::corpus::Command),
+    /// Residual stream after a layer for JSONL `{"id","text"}` lines from stdin, as .npy files.
+    Residuals(commands::residuals::Args),
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
@@ -45,6 +47,7 @@ fn main() -> ExitCode {
         Command::FetchModel(args) => commands::fetch::run(args),
         Command::Corpus(command) => commands::corpus::run(command),
         Command::Tokenize(args) => commands::tokenize::run(args),
+        Command::Residuals(args) => commands::residuals::run(args),
         Command::Sae(command) => commands::sae::run(command),
     };
     match result {

@@ -36,7 +36,10 @@ fn parse(source: &str) -> std::result::Result<Vec<TextDocument>, String> {
     // The first `{ ... }` after the literal maps verse ids to character offsets.
     let after = &source[start + len..];
     let map_start = after.find('{').ok_or("no verse map")?;
-    let map_end = after[map_start..].find('}').ok_or("unterminated verse map")? + map_start;
+    let map_end = after[map_start..]
+        .find('}')
+        .ok_or("unterminated verse map")?
+        + map_start;
     let mut verses: Vec<(u64, usize)> = Vec::new();
     for entry in after[map_start + 1..map_end].split(',') {
         let entry = entry.trim();
@@ -46,7 +49,11 @@ fn parse(source: &str) -> std::result::Result<Vec<TextDocument>, String> {
         let (id, offset) = entry
             .split_once(':')
             .ok_or_else(|| format!("verse map entry '{entry}' is not 'id: offset'"))?;
-        let parse_num = |s: &str| s.trim().parse::<u64>().map_err(|e| format!("'{entry}': {e}"));
+        let parse_num = |s: &str| {
+            s.trim()
+                .parse::<u64>()
+                .map_err(|e| format!("'{entry}': {e}"))
+        };
         verses.push((parse_num(id)?, parse_num(offset)? as usize));
     }
     verses.sort_by_key(|&(_, offset)| offset);

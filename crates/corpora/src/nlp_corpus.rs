@@ -14,9 +14,17 @@ pub(crate) fn documents(tgz: &Path) -> Result<Vec<TextDocument>> {
     let is_build = |path: &str| path.contains("/builds/doc-") && path.ends_with(".json");
     let mut documents = Vec::new();
     for (path, bytes) in tgz_files(tgz, is_build)? {
-        let sentences: Vec<String> = serde_json::from_slice(&bytes)
-            .map_err(|e| Error::format(tgz, format!("{path}: expected a JSON array of strings: {e}")))?;
-        let stem = path.rsplit('/').next().unwrap_or(&path).trim_end_matches(".json");
+        let sentences: Vec<String> = serde_json::from_slice(&bytes).map_err(|e| {
+            Error::format(
+                tgz,
+                format!("{path}: expected a JSON array of strings: {e}"),
+            )
+        })?;
+        let stem = path
+            .rsplit('/')
+            .next()
+            .unwrap_or(&path)
+            .trim_end_matches(".json");
         for (i, group) in sentences.chunks(SENTENCES_PER_DOCUMENT).enumerate() {
             documents.push(TextDocument {
                 id: format!("nlp-corpus/{stem}/{i}"),

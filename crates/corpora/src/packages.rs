@@ -71,10 +71,7 @@ fn found(file: PathBuf, package: &str) -> Result<PathBuf> {
 }
 
 /// Reads every regular file of a `.tgz` whose path satisfies `keep`, as (path, bytes).
-pub(crate) fn tgz_files(
-    tgz: &Path,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn tgz_files(tgz: &Path, keep: impl Fn(&str) -> bool) -> Result<Vec<(String, Vec<u8>)>> {
     use std::io::Read;
     let file = std::fs::File::open(tgz).map_err(|e| Error::io(tgz, e))?;
     let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(file));

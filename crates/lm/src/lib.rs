@@ -10,6 +10,7 @@
 pub mod fetch;
 pub mod gemma3;
 pub mod gguf;
+pub mod residuals;
 pub mod tokenizer;
 
 pub use fetch::{default_model_path, ensure_default_model, saener_home};
@@ -51,6 +52,8 @@ pub enum Error {
     },
     #[error("layer {layer} is out of range: the model has {n_layers} blocks (0..{n_layers})")]
     LayerOutOfRange { layer: usize, n_layers: usize },
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
     #[error("model fetch failed: {0}")]
     Fetch(String),
     #[error("{path}: checksum mismatch: expected sha256 {expected}, got {found}")]

@@ -1,6 +1,6 @@
 //! The tokenizer against the golden reference (`shared/golden/gemma3-270m/tokenizer.jsonl`,
-//! produced by Hugging Face / SentencePiece from the same GGUF). Needs the model file: run
-//! `saener fetch-model` first. `SAENER_SHARED` overrides the shared folder.
+//! produced by Hugging Face / SentencePiece from the same GGUF). Needs the model file, fetched
+//! on first use. `SAENER_SHARED` overrides the shared folder.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -51,12 +51,7 @@ fn golden() -> &'static [Case] {
 fn tokenizer() -> &'static Tokenizer {
     static TOK: OnceLock<Tokenizer> = OnceLock::new();
     TOK.get_or_init(|| {
-        let path = saener_lm::default_model_path();
-        assert!(
-            path.exists(),
-            "model file {} is missing: run `saener fetch-model` first",
-            path.display()
-        );
+        let path = saener_lm::ensure_default_model().expect("fetching the default model");
         let t0 = Instant::now();
         let tok = Tokenizer::from_gguf(&path).expect("load tokenizer");
         eprintln!("tokenizer loaded in {:.3} s", t0.elapsed().as_secs_f64());

@@ -1,5 +1,5 @@
 //! `.npy` arrays (NumPy format versions 1–3): little-endian `f4`, `f8` or `f2`, C order.
-//! Reading is public (golden files); writing serves the `params.npz` writer.
+//! Reading serves golden files; writing serves the `params.npz` writer and `saener residuals`.
 //!
 //! Enough for Gemma Scope's `params.npz` members and saener's golden arrays; any other layout
 //! (big-endian, Fortran order, integer dtypes) is a clear error rather than a guess.
@@ -96,6 +96,12 @@ pub(crate) fn parse(
             .collect(),
     };
     Ok((shape, data, dtype))
+}
+
+/// Writes a little-endian `f4` array of `shape` as a `.npy` file.
+pub fn write(path: impl AsRef<Path>, shape: &[usize], data: &[f32]) -> Result<()> {
+    let path = path.as_ref();
+    std::fs::write(path, encode(shape, data)).map_err(|e| Error::io(path, e))
 }
 
 /// `.npy` 1.0 bytes for a little-endian `f4` array.

@@ -127,7 +127,36 @@ impl TrainedSae {
         &self.weights
     }
 
-    /// Splits into config and weights (e.g. to build a `saener_sae::Sae` without copies).
+    /// The trained SAE as a [`saener_sae::Sae`], ready to encode raw residuals or be saved in
+    /// any format; `name` goes into its config. The training record (config and stats)
+    /// travels with it.
+    pub fn to_sae(&self, name: &str) -> std::result::Result<saener_sae::Sae, saener_sae::Error> {
+        use saener_sae::{Activation, SaeConfig};
+        let c = &self.config;
+        let activation = match c.activation {
+            TrainedActivation::TopK { k } => Activation::TopK { k },
+            TrainedActivation::BatchTopK { k, threshold } => Activation::BatchTopK { k, threshold },
+        };
+        let mut config = SaeConfig::new(c.d_in, c.d_sae, activation);
+        // The trainer encodes `(x − b_dec)·W_enc + b_enc`.
+        config.apply_b_dec_to_input = true;
+        config.hook_layer = Some(c.layer);
+        config.hook_name = Some(format!("blocks.{}.hook_resid_post", c.layer));
+        config.model = Some(c.model.clone());
+        config.name = Some(name.to_string());
+        config.training = Some(serde_json::to_value(c).expect("config serializes"));
+        let w = &self.weights;
+        saener_sae::Sae::new(
+            config,
+            w.w_enc.clone(),
+            w.b_enc.clone(),
+            w.w_dec.clone(),
+            w.b_dec.clone(),
+            None,
+        )
+    }
+
+    /// Splits into config and weights.
     pub fn into_parts(self) -> (TrainedSaeConfig, SaeWeights) {
         (self.config, self.weights)
     }

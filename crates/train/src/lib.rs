@@ -6,12 +6,16 @@
 //! - [`trainer`]: [`train`] runs a TopK SAE (Gao et al. 2024, with AuxK) or a BatchTopK SAE
 //!   (Bussmann et al. 2024) with hand-written sparse gradients, Adam, checkpoints and a metrics
 //!   CSV, resuming from the latest checkpoint in its output directory.
+//! - [`extract`]: [`extract_to_store`] fills a store from text with the LM, resumably.
+//! - [`evaluate`]: FVU, L0, dead features and CE loss recovered on held-out text.
 //! - [`export`]: the result, [`TrainedSae`], is plain `Vec<f32>` weights in raw-residual space
 //!   plus a serialisable config, so other crates convert it without depending on trainer types.
 //!
 //! All matrices are row-major `f32` in flat slices.
 
+pub mod evaluate;
 pub mod export;
+pub mod extract;
 mod linalg;
 mod model;
 mod rng;
@@ -20,6 +24,7 @@ mod tensors;
 pub mod trainer;
 
 pub use export::{SaeWeights, TrainedActivation, TrainedSae, TrainedSaeConfig, TrainingStats};
+pub use extract::extract_to_store;
 pub use store::{Dtype, RowStream, ShardInfo, StoreMeta, StoreReader, StoreWriter};
 pub use trainer::{
     train, ActivationKind, EvalStats, PhaseTimes, StepMetrics, TrainConfig, TrainOutcome,

@@ -335,6 +335,11 @@ impl StoreWriter {
         &self.meta
     }
 
+    /// The store directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// Writes shard `index` from `n_rows` row-major rows (`rows.len() == n_rows * d`) covering
     /// source documents `docs`. Data first, sidecar last, both atomically. Rewriting a finished
     /// shard is an error: its rows may already have been trained on.

@@ -83,3 +83,27 @@ pub fn for_each_json_line(
         f(Record { line, value })?;
     }
 }
+
+/// Documents of a text file: the "text" field of each line of a `.jsonl` file, else each
+/// non-empty line of plain text. A malformed JSONL line is an error naming the line.
+pub fn read_documents(path: &std::path::Path) -> Result<Vec<String>> {
+    let file = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let reader = std::io::BufReader::new(file);
+    let name = path.display().to_string();
+    let mut documents = Vec::new();
+    if path.extension().is_some_and(|e| e == "jsonl") {
+        for_each_json_line(reader, &name, |record| {
+            let text = record.text().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            documents.push(text.to_string());
+            Ok(())
+        })?;
+    } else {
+        for (i, line) in reader.lines().enumerate() {
+            let line = line.with_context(|| format!("{name}: line {}", i + 1))?;
+            if !line.trim().is_empty() {
+                documents.push(line);
+            }
+        }
+    }
+    Ok(documents)
+}

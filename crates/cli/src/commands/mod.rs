@@ -3,5 +3,7 @@
 pub mod corpus;
 pub mod fetch;
 pub mod io;
+pub mod progress;
+pub mod residuals;
 pub mod sae;
 pub mod tokenize;
