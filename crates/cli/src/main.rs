@@ -36,6 +36,8 @@ enum Command {
     Corpus(commands::corpus::Command),
     /// Residual stream after a layer for JSONL `{"id","text"}` lines from stdin, as .npy files.
     Residuals(commands::residuals::Args),
+    /// Time tokenization + forward to a layer on real sentences (the BENCHMARKS.md figures).
+    Bench(commands::bench::Args),
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
@@ -48,6 +50,7 @@ fn main() -> ExitCode {
         Command::Corpus(command) => commands::corpus::run(command),
         Command::Tokenize(args) => commands::tokenize::run(args),
         Command::Residuals(args) => commands::residuals::run(args),
+        Command::Bench(args) => commands::bench::run(args),
         Command::Sae(command) => commands::sae::run(command),
     };
     match result {

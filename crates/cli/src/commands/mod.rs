@@ -1,5 +1,6 @@
 //! One module per subcommand: argument struct + `run`.
 
+pub mod bench;
 pub mod corpus;
 pub mod fetch;
 pub mod io;

@@ -1,0 +1,128 @@
+use crate::commands::io::model_path;
+use anyhow::{Context, Result};
+use saener_lm::gemma3::{Gemma3, LoadOptions};
+use saener_lm::residuals::{ExtractOptions, Extractor};
+use saener_lm::Tokenizer;
+use saener_ner::{read_conll, ConllOptions, DocumentMode};
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// CoNLL file whose sentences are timed (each sentence is one input).
+    #[arg(long)]
+    data: PathBuf,
+    /// Sentences to time (the first N of the file).
+    #[arg(long, default_value_t = 320)]
+    sentences: usize,
+    /// Layers to stop after.
+    #[arg(long, value_delimiter = ',', default_value = "12,9")]
+    layers: Vec<usize>,
+    /// Batch sizes (sequences per forward pass; batches are length-sorted).
+    #[arg(long, value_delimiter = ',', default_value = "1,16")]
+    batch_sizes: Vec<usize>,
+    /// Timed passes per setting; the best and the median are reported.
+    #[arg(long, default_value_t = 3)]
+    repeats: usize,
+    /// Also write the timed sentences, one per line, for bench/reference_forward.py.
+    #[arg(long)]
+    write_sentences: Option<PathBuf>,
+    /// GGUF model (default: Gemma 3 270M in $SAENER_HOME, fetched if missing).
+    #[arg(long)]
+    model: Option<PathBuf>,
+}
+
+/// Prints tokens/s of tokenize + forward to each layer at each batch size, the model load
+/// time and the peak RSS: the figures BENCHMARKS.md records.
+pub fn run(args: Args) -> Result<()> {
+    let corpus = read_conll(
+        &args.data,
+        &ConllOptions {
+            documents: DocumentMode::Sentences,
+            ..Default::default()
+        },
+    )?
+    .corpus;
+    let sentences: Vec<String> = corpus
+        .documents
+        .into_iter()
+        .map(|d| d.text)
+        .filter(|t| !t.trim().is_empty())
+        .take(args.sentences)
+        .collect();
+    if let Some(path) = &args.write_sentences {
+        std::fs::write(path, sentences.join("\n") + "\n")
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
+    let model_file = model_path(args.model)?;
+    let max_layer = args
+        .layers
+        .iter()
+        .copied()
+        .max()
+        .context("--layers is empty")?;
+
+    let start = Instant::now();
+    let tokenizer = Tokenizer::from_gguf(&model_file)?;
+    let model = Gemma3::load(
+        &model_file,
+        LoadOptions {
+            max_layer: Some(max_layer),
+        },
+    )?;
+    let load_secs = start.elapsed().as_secs_f64();
+    let start = Instant::now();
+    let tokens: usize = texts.iter().map(|t| tokenizer.encode(t).ids.len()).sum();
+    let tokenize_rate = tokens as f64 / start.elapsed().as_secs_f64();
+
+    println!(
+        "model load (tokenizer + blocks 0..={max_layer}): {load_secs:.2} s; {} sentences, {tokens} tokens (BOS included); tokenizer alone {tokenize_rate:.0} tok/s; {} threads",
+        texts.len(),
+        rayon::current_num_threads()
+    );
+    println!("| layer | batch | best tok/s | median tok/s |");
+    println!("|---|---|---|---|");
+    for &layer in &args.layers {
+        for &batch_size in &args.batch_sizes {
+            let mut options = ExtractOptions::new(layer);
+            options.batch_size = batch_size;
+            let extractor = Extractor {
+                tokenizer: &tokenizer,
+                model: &model,
+                options,
+            };
+            let mut rates = Vec::new();
+            for _ in 0..args.repeats.max(1) {
+                let start = Instant::now();
+                extractor.run(&texts, |_| {})?;
+                rates.push(tokens as f64 / start.elapsed().as_secs_f64());
+            }
+            rates.sort_by(f64::total_cmp);
+            println!(
+                "| {layer} | {batch_size} | {:.0} | {:.0} |",
+                rates[rates.len() - 1],
+                rates[rates.len() / 2]
+            );
+        }
+    }
+    println!(
+        "peak RSS: {}",
+        peak_rss().unwrap_or_else(|| "unknown".into())
+    );
+    Ok(())
+}
+
+/// The process's peak resident set (Linux `VmHWM`).
+fn peak_rss() -> Option<String> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(format!("{:.2} GiB", kb / 1024.0 / 1024.0))
+}
