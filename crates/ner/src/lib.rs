@@ -7,21 +7,38 @@
 //!   seqeval-strict-IOB2 and conlleval counting, with an error breakdown.
 //! - [`mod@perturb`] makes controlled noisy copies of a gold corpus (dropped entities, moved
 //!   boundaries, spurious entities) for noise studies.
+//! - [`align`] maps the model's tokens to words by character overlap ([`Alignment`]).
+//! - [`calibrate`] counts, per SAE feature, how often it fires inside each entity type
+//!   ([`FeatureCounts`]); [`profile`] keeps the precise features as a JSON [`Profile`].
+//! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
+//!   evidence ([`Decoder`]).
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
 
+pub mod align;
+pub mod calibrate;
 pub mod corpus;
+pub mod decode;
 pub mod eval;
 pub mod perturb;
+pub mod profile;
 mod tags;
+#[cfg(test)]
+mod test_support;
 
+pub use align::{Alignment, WordPooling};
+pub use calibrate::{CalibrationParams, FeatureCounts, Smoothing};
 pub use corpus::{
     parse_conll, parse_jsonl, parse_text, read_conll, read_jsonl, read_text, tokenize,
     ConllOptions, Corpus, CorpusStats, Document, DocumentMode, Entity, Loaded, Sentence, Separator,
     TagScheme, TextMode, Warning, Word,
 };
+pub use decode::{
+    predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence, Span, MAX_EVIDENCE,
+};
 pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, Prf, Scores};
 pub use perturb::{perturb, PerturbKind};
+pub use profile::{Origin, Profile, Row};
 
 /// Errors of the NER stage. Each names the file, line and field at fault (or, for metrics,
 /// the sentence and token) and says what was expected.
@@ -64,6 +81,15 @@ pub enum Error {
     /// A tag given to the metrics is not `O`, `B-<type>` or `I-<type>`.
     #[error("{at}: invalid tag {tag:?}: expected O, B-<type> or I-<type>")]
     Tag { at: String, tag: String },
+    /// A value read from a file is impossible, found after parsing (so without a line): a
+    /// profile row's type or feature, a precision.
+    #[error("{file}: {field}: expected {expected}, found {found}")]
+    Invalid {
+        file: String,
+        field: String,
+        expected: String,
+        found: String,
+    },
     /// A parameter is out of its range.
     #[error("{name}: expected {expected}, found {found}")]
     Argument {

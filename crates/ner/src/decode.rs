@@ -1,0 +1,614 @@
+//! Decoding: token votes → word labels → entity spans with their evidence.
+//!
+//! 1. **Tokens.** A kept row (f, t, p) of the profile votes p for type t on every token where
+//!    f fires (activation `> τ`, the profile's τ). A token's score for t combines its votes
+//!    ([`Combine`]); no vote is score 0.
+//! 2. **Words.** A word pools each type's score over the tokens overlapping it
+//!    ([`WordPooling`]); its label is the best type (the first in the profile's label order
+//!    on ties) if that score is at least the decision threshold, else O.
+//! 3. **Spans.** Within a sentence, a run of words with the same label is one entity, split
+//!    before a word whose first token fires a boundary feature of that type (profiles
+//!    calibrated with boundaries). Spans never cross sentences. A span's score is the mean
+//!    of its words' scores for its type.
+//! 4. **Evidence.** The kept features of the span's type that fired on the span's tokens,
+//!    each once with its highest activation, by precision (highest first; then activation),
+//!    at most [`MAX_EVIDENCE`].
+
+use saener_sae::SparseCode;
+use serde::{Deserialize, Serialize};
+
+use crate::align::{Alignment, WordPooling};
+use crate::corpus::{Document, Entity};
+use crate::profile::Profile;
+use crate::{Error, Result};
+
+/// The most evidence features a span carries.
+pub const MAX_EVIDENCE: usize = 10;
+
+const NO_COLUMN: u32 = u32::MAX;
+
+/// How a token's votes for one type combine into its score.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Combine {
+    /// The highest precision among the votes.
+    Max,
+    /// `1 − Π(1 − p)`: votes as independent detectors, so agreeing weak features add up.
+    /// The default: it measured better than `Max` in the prototype (FINDINGS.md), where
+    /// few single features are clean.
+    #[default]
+    NoisyOr,
+}
+
+/// Decoding parameters; they need no recalibration, so sweeps change them freely.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct DecodeParams {
+    pub combine: Combine,
+    pub pooling: WordPooling,
+    /// Minimum word score for a label, in `(0, 1]`.
+    pub threshold: f64,
+}
+
+impl Default for DecodeParams {
+    fn default() -> Self {
+        DecodeParams {
+            combine: Combine::default(),
+            pooling: WordPooling::default(),
+            threshold: 0.5,
+        }
+    }
+}
+
+impl DecodeParams {
+    pub(crate) fn validate(&self) -> Result<()> {
+        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
+            return Err(Error::Argument {
+                name: "decision threshold".into(),
+                expected: "a number in (0, 1]".into(),
+                found: self.threshold.to_string(),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One document's feature activations, one row per token of its alignment (BOS row 0
+/// included; it never votes).
+#[derive(Debug, Clone, Copy)]
+pub enum Activations<'a> {
+    /// Full sparse codes, one per token.
+    Sparse(&'a [SparseCode]),
+    /// Row-major `[n_tokens, m]` activations of the profile's `m` features only, column `c`
+    /// for `Profile::features()[c]` (what the SAE encodes at inference).
+    Dense(&'a [f32]),
+}
+
+/// A feature that voted for a span's type.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Evidence {
+    pub feature: u32,
+    /// Its highest activation on the span's tokens.
+    pub activation: f32,
+    /// Its precision for the span's type (the profile row's).
+    pub precision: f64,
+}
+
+/// A predicted entity.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Span {
+    /// Sentence index in the document.
+    pub sentence: usize,
+    /// Word span in that sentence, end exclusive (as [`Entity`]).
+    pub word_start: usize,
+    pub word_end: usize,
+    /// Character span in the document text (code points, half-open).
+    pub start: usize,
+    pub end: usize,
+    pub label: String,
+    /// Mean word score for `label`, in 0–1.
+    pub score: f64,
+    pub evidence: Vec<Evidence>,
+}
+
+/// A profile prepared for decoding.
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    labels: Vec<String>,
+    tau: f32,
+    params: DecodeParams,
+    /// `Profile::features()`: column `c` is feature `features[c]`.
+    features: Vec<u32>,
+    /// Per SAE feature: its column, or `NO_COLUMN` (a table, not a search: it is looked up
+    /// for every active feature of every token).
+    column_of: Vec<u32>,
+    /// Per column: the (label index, precision) votes of its type rows.
+    votes: Vec<Vec<(usize, f64)>>,
+    /// Per column: the label indices it is a boundary feature of; empty if the profile has
+    /// no boundary rows.
+    starts: Vec<Vec<usize>>,
+}
+
+impl Decoder {
+    /// Prepares `profile` for decoding with `params` (usually `profile.decoding`).
+    pub fn new(profile: &Profile, params: DecodeParams) -> Result<Decoder> {
+        profile.validate("profile")?;
+        params.validate()?;
+        let features = profile.features();
+        let mut column_of = vec![NO_COLUMN; profile.d_sae];
+        for (c, &f) in features.iter().enumerate() {
+            column_of[f as usize] = c as u32;
+        }
+        let column = |f: u32| column_of[f as usize] as usize;
+        let label = |l: &str| {
+            profile
+                .labels
+                .iter()
+                .position(|x| x == l)
+                .expect("validated")
+        };
+        let mut votes = vec![Vec::new(); features.len()];
+        for row in &profile.rows {
+            votes[column(row.feature)].push((label(&row.label), row.precision));
+        }
+        // Empty without boundary rows, so that decoding skips the boundary checks.
+        let mut starts =
+            vec![Vec::new(); features.len() * usize::from(!profile.boundary_rows.is_empty())];
+        for row in &profile.boundary_rows {
+            starts[column(row.feature)].push(label(&row.label));
+        }
+        Ok(Decoder {
+            labels: profile.labels.clone(),
+            tau: profile.calibration.tau,
+            params,
+            features,
+            column_of,
+            votes,
+            starts,
+        })
+    }
+
+    /// Decodes one document: its spans, in text order.
+    pub fn decode(
+        &self,
+        document: &Document,
+        alignment: &Alignment,
+        activations: Activations<'_>,
+    ) -> Result<Vec<Span>> {
+        let rows = match activations {
+            Activations::Sparse(codes) => codes.len(),
+            Activations::Dense(values) => {
+                let expected = alignment.n_tokens() * self.features.len();
+                if values.len() != expected {
+                    return Err(Error::Argument {
+                        name: format!("dense activations of document {}", document.id),
+                        expected: format!(
+                            "{expected} values ({} tokens × {} profile features)",
+                            alignment.n_tokens(),
+                            self.features.len()
+                        ),
+                        found: values.len().to_string(),
+                    });
+                }
+                alignment.n_tokens()
+            }
+        };
+        alignment.check(document, rows)?;
+        let scores = self.token_scores(activations, rows);
+        let mut spans = Vec::new();
+        let mut offset = 0;
+        for (s, sentence) in document.sentences.iter().enumerate() {
+            let word_labels: Vec<Option<(usize, f64)>> = (0..sentence.words.len())
+                .map(|w| self.word_label(&scores, alignment.tokens_of(offset + w)))
+                .collect();
+            let mut w = 0;
+            while w < word_labels.len() {
+                let Some((label, _)) = word_labels[w] else {
+                    w += 1;
+                    continue;
+                };
+                let mut end = w + 1;
+                while end < word_labels.len()
+                    && word_labels[end].is_some_and(|(l, _)| l == label)
+                    && !self.starts_entity(
+                        activations,
+                        alignment.tokens_of(offset + end).next(),
+                        label,
+                    )
+                {
+                    end += 1;
+                }
+                let tokens = alignment.tokens_of(offset + w).start
+                    ..alignment.tokens_of(offset + end - 1).end;
+                let word_scores = word_labels[w..end].iter().flatten().map(|&(_, p)| p);
+                spans.push(Span {
+                    sentence: s,
+                    word_start: w,
+                    word_end: end,
+                    start: sentence.words[w].start,
+                    end: sentence.words[end - 1].end,
+                    label: self.labels[label].clone(),
+                    score: word_scores.sum::<f64>() / (end - w) as f64,
+                    evidence: self.evidence(activations, tokens, label),
+                });
+                w = end;
+            }
+            offset += sentence.words.len();
+        }
+        Ok(spans)
+    }
+
+    /// Calls `f(column, activation)` for every profile feature that fires on token `t`.
+    fn for_each_firing(
+        &self,
+        activations: Activations<'_>,
+        t: usize,
+        mut f: impl FnMut(usize, f32),
+    ) {
+        match activations {
+            Activations::Sparse(codes) => {
+                for (&id, &v) in codes[t].ids.iter().zip(&codes[t].values) {
+                    if v > self.tau {
+                        match self.column_of.get(id as usize) {
+                            Some(&c) if c != NO_COLUMN => f(c as usize, v),
+                            _ => {}
+                        }
+                    }
+                }
+            }
+            Activations::Dense(values) => {
+                let m = self.features.len();
+                for (c, &v) in values[t * m..(t + 1) * m].iter().enumerate() {
+                    if v > self.tau {
+                        f(c, v);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Token scores, row-major `[n_tokens, n_labels]`.
+    fn token_scores(&self, activations: Activations<'_>, n_tokens: usize) -> Vec<f64> {
+        let n_labels = self.labels.len();
+        // Noisy-or accumulates Π(1 − p) and converts at the end.
+        let noisy_or = self.params.combine == Combine::NoisyOr;
+        let mut scores = vec![if noisy_or { 1.0 } else { 0.0 }; n_tokens * n_labels];
+        for t in 0..n_tokens {
+            let row = &mut scores[t * n_labels..(t + 1) * n_labels];
+            self.for_each_firing(activations, t, |c, _| {
+                for &(l, p) in &self.votes[c] {
+                    row[l] = if noisy_or {
+                        row[l] * (1.0 - p)
+                    } else {
+                        row[l].max(p)
+                    };
+                }
+            });
+        }
+        if noisy_or {
+            scores.iter_mut().for_each(|s| *s = 1.0 - *s);
+        }
+        scores
+    }
+
+    /// A word's label and score from its tokens' scores, or `None` (O).
+    fn word_label(&self, scores: &[f64], tokens: std::ops::Range<usize>) -> Option<(usize, f64)> {
+        let n_labels = self.labels.len();
+        let mut best: Option<(usize, f64)> = None;
+        for l in 0..n_labels {
+            let pooled = self
+                .params
+                .pooling
+                .pool(tokens.clone().map(|t| scores[t * n_labels + l]));
+            if best.is_none_or(|(_, b)| pooled > b) {
+                best = Some((l, pooled));
+            }
+        }
+        best.filter(|&(_, score)| score >= self.params.threshold)
+    }
+
+    /// Whether a boundary feature of `label` fires on `token` (a word's first token).
+    fn starts_entity(
+        &self,
+        activations: Activations<'_>,
+        token: Option<usize>,
+        label: usize,
+    ) -> bool {
+        let mut fires = false;
+        if let (Some(t), false) = (token, self.starts.is_empty()) {
+            self.for_each_firing(activations, t, |c, _| {
+                fires |= self.starts[c].contains(&label)
+            });
+        }
+        fires
+    }
+
+    /// The evidence for `label` on `tokens`; see the [module docs](self).
+    fn evidence(
+        &self,
+        activations: Activations<'_>,
+        tokens: std::ops::Range<usize>,
+        label: usize,
+    ) -> Vec<Evidence> {
+        let mut evidence = Vec::new();
+        for t in tokens {
+            self.for_each_firing(activations, t, |c, activation| {
+                if let Some(&(_, precision)) = self.votes[c].iter().find(|(l, _)| *l == label) {
+                    evidence.push(Evidence {
+                        feature: self.features[c],
+                        activation,
+                        precision,
+                    });
+                }
+            });
+        }
+        // Keep each feature's highest activation, then order by strength.
+        evidence.sort_by(|a, b| {
+            a.feature
+                .cmp(&b.feature)
+                .then(b.activation.total_cmp(&a.activation))
+        });
+        evidence.dedup_by_key(|e| e.feature);
+        evidence.sort_by(|a, b| {
+            b.precision
+                .total_cmp(&a.precision)
+                .then(b.activation.total_cmp(&a.activation))
+                .then(a.feature.cmp(&b.feature))
+        });
+        evidence.truncate(MAX_EVIDENCE);
+        evidence
+    }
+}
+
+/// A copy of `document` whose entities are `spans` (as [`Decoder::decode`] gave them for
+/// this document), with the same words: for [`crate::evaluate_corpus`] and the writers.
+pub fn predicted_document(document: &Document, spans: &[Span]) -> Document {
+    let mut predicted = document.clone();
+    for sentence in &mut predicted.sentences {
+        sentence.entities.clear();
+    }
+    for span in spans {
+        predicted.sentences[span.sentence].entities.push(Entity {
+            start: span.word_start,
+            end: span.word_end,
+            label: span.label.clone(),
+        });
+    }
+    predicted
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::corpus::Corpus;
+    use crate::evaluate_corpus;
+    use crate::test_support::{code, conll, one_token_per_word, profile};
+
+    const TWO_SENTENCES: &str = "-DOCSTART- -X- O O\n\n\
+        Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n\nBerlin B-ORG\nrocks O\n";
+
+    /// "Angela Merkel visited Paris\nBerlin rocks", one token per word, and codes: the PER
+    /// features 10 and 11 (precision 0.4 each) on both names, the LOC features 20 (0.9) on
+    /// Paris and Berlin, 30 (0.3) on Berlin and "rocks".
+    fn toy() -> (Corpus, Alignment, Vec<SparseCode>) {
+        let corpus = conll(TWO_SENTENCES);
+        let document = &corpus.documents[0];
+        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
+        let codes = vec![
+            code(&[(10, 50.0), (20, 50.0)]),
+            code(&[(10, 1.0), (11, 2.0)]),
+            code(&[(10, 3.0), (11, 0.5), (12, 9.0)]),
+            code(&[]),
+            code(&[(20, 1.0)]),
+            code(&[(20, 2.0), (30, 1.0)]),
+            code(&[(30, 1.0)]),
+        ];
+        (corpus, alignment, codes)
+    }
+
+    fn toy_profile(combine: Combine) -> Profile {
+        let rows = [
+            (10, "PER", 0.4),
+            (11, "PER", 0.4),
+            (20, "LOC", 0.9),
+            (30, "LOC", 0.3),
+        ];
+        let decoding = DecodeParams {
+            combine,
+            ..DecodeParams::default()
+        };
+        profile(&["PER", "LOC"], &rows, &[], decoding)
+    }
+
+    fn decode(
+        profile: &Profile,
+        corpus: &Corpus,
+        alignment: &Alignment,
+        codes: &[SparseCode],
+    ) -> Vec<Span> {
+        let decoder = Decoder::new(profile, profile.decoding).unwrap();
+        decoder
+            .decode(&corpus.documents[0], alignment, Activations::Sparse(codes))
+            .unwrap()
+    }
+
+    fn summary(spans: &[Span]) -> Vec<(usize, usize, usize, usize, usize, &str)> {
+        spans
+            .iter()
+            .map(|s| {
+                (
+                    s.sentence,
+                    s.word_start,
+                    s.word_end,
+                    s.start,
+                    s.end,
+                    s.label.as_str(),
+                )
+            })
+            .collect()
+    }
+
+    fn evidence(span: &Span) -> Vec<(u32, f32, f64)> {
+        span.evidence
+            .iter()
+            .map(|e| (e.feature, e.activation, e.precision))
+            .collect()
+    }
+
+    #[test]
+    fn noisy_or_adds_up_weak_votes_and_spans_stay_in_sentences() {
+        let (corpus, alignment, codes) = toy();
+        let spans = decode(&toy_profile(Combine::NoisyOr), &corpus, &alignment, &codes);
+        // PER: 1 − 0.6² = 0.64 on both names. Paris and Berlin are adjacent LOC words but in
+        // two sentences. "rocks" has only 0.3 < 0.5.
+        #[rustfmt::skip]
+        assert_eq!(summary(&spans), [
+            (0, 0, 2, 0, 13, "PER"), (0, 3, 4, 22, 27, "LOC"), (1, 0, 1, 28, 34, "LOC"),
+        ]);
+        let text: Vec<char> = corpus.documents[0].text.chars().collect();
+        let slice = |s: &Span| text[s.start..s.end].iter().collect::<String>();
+        assert_eq!(slice(&spans[0]), "Angela Merkel");
+        assert_eq!(slice(&spans[2]), "Berlin");
+        assert!((spans[0].score - 0.64).abs() < 1e-12);
+        assert!((spans[2].score - (1.0 - 0.1 * 0.7)).abs() < 1e-12);
+        // Evidence: each feature once at its highest activation; equal precisions, so the
+        // stronger activation first. Feature 12 is not in the profile.
+        assert_eq!(evidence(&spans[0]), [(10, 3.0, 0.4), (11, 2.0, 0.4)]);
+        assert_eq!(evidence(&spans[2]), [(20, 2.0, 0.9), (30, 1.0, 0.3)]);
+    }
+
+    #[test]
+    fn max_keeps_only_single_strong_features() {
+        let (corpus, alignment, codes) = toy();
+        let spans = decode(&toy_profile(Combine::Max), &corpus, &alignment, &codes);
+        assert_eq!(
+            summary(&spans),
+            [(0, 3, 4, 22, 27, "LOC"), (1, 0, 1, 28, 34, "LOC")]
+        );
+        assert!((spans[1].score - 0.9).abs() < 1e-12);
+    }
+
+    #[test]
+    fn dense_activations_decode_like_sparse_codes() {
+        let (corpus, alignment, codes) = toy();
+        let profile = toy_profile(Combine::NoisyOr);
+        let features = profile.features();
+        assert_eq!(features, [10, 11, 20, 30]);
+        let dense: Vec<f32> = codes
+            .iter()
+            .flat_map(|c| {
+                features.iter().map(|f| match c.ids.binary_search(f) {
+                    Ok(i) => c.values[i],
+                    Err(_) => 0.0,
+                })
+            })
+            .collect();
+        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
+        let document = &corpus.documents[0];
+        let from_dense = decoder
+            .decode(document, &alignment, Activations::Dense(&dense))
+            .unwrap();
+        assert_eq!(from_dense, decode(&profile, &corpus, &alignment, &codes));
+        let err = decoder
+            .decode(document, &alignment, Activations::Dense(&dense[1..]))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("7 tokens × 4 profile features"),
+            "{err}"
+        );
+        assert!(decoder
+            .decode(document, &alignment, Activations::Sparse(&codes[1..]))
+            .is_err());
+    }
+
+    #[test]
+    fn tau_and_threshold_gate_votes() {
+        let (corpus, alignment, codes) = toy();
+        let mut profile = toy_profile(Combine::NoisyOr);
+        // At τ = 1.5 only Angela's f11 (2.0), Merkel's f10 (3.0) and Berlin's f20 (2.0) fire.
+        profile.calibration.tau = 1.5;
+        assert_eq!(
+            summary(&decode(&profile, &corpus, &alignment, &codes)),
+            [(1, 0, 1, 28, 34, "LOC")]
+        );
+        profile.decoding.threshold = 0.4;
+        assert_eq!(
+            summary(&decode(&profile, &corpus, &alignment, &codes)),
+            [(0, 0, 2, 0, 13, "PER"), (1, 0, 1, 28, 34, "LOC")]
+        );
+        profile.decoding.threshold = 0.0;
+        assert!(Decoder::new(&profile, profile.decoding).is_err());
+    }
+
+    #[test]
+    fn pooling_picks_the_tokens_a_word_is_read_at() {
+        // "Leicestershire won" as "▁Leicester" + "shire", "▁won"; LOC fires on "Leicester".
+        let corpus = conll("Leicestershire B-LOC\nwon O\n");
+        let document = &corpus.documents[0];
+        let alignment = Alignment::new(document, &[(0, 0), (0, 9), (9, 14), (14, 18)]).unwrap();
+        let codes = [code(&[]), code(&[(20, 1.0)]), code(&[]), code(&[])];
+        let labels = |pooling| {
+            let decoding = DecodeParams {
+                pooling,
+                ..DecodeParams::default()
+            };
+            let profile = profile(&["LOC"], &[(20, "LOC", 0.9)], &[], decoding);
+            let decoder = Decoder::new(&profile, decoding).unwrap();
+            let spans = decoder
+                .decode(document, &alignment, Activations::Sparse(&codes))
+                .unwrap();
+            spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>()
+        };
+        assert_eq!(labels(WordPooling::First), [(0, 14)]);
+        assert_eq!(labels(WordPooling::Max), [(0, 14)]);
+        assert_eq!(labels(WordPooling::Last), []);
+        assert_eq!(labels(WordPooling::Mean), []);
+    }
+
+    #[test]
+    fn boundary_features_split_adjacent_entities() {
+        let corpus = conll("Angela B-PER\nMerkel I-PER\nBarack B-PER\nObama I-PER\n");
+        let document = &corpus.documents[0];
+        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
+        // Feature 50 marks first names, the first tokens of PER entities.
+        let codes = [
+            code(&[]),
+            code(&[(10, 1.0), (50, 1.0)]),
+            code(&[(10, 1.0)]),
+            code(&[(10, 1.0), (50, 1.0)]),
+            code(&[(10, 1.0)]),
+        ];
+        let spans = |boundary: &[(u32, &str, f64)]| {
+            let rows = [(10, "PER", 0.9)];
+            let profile = profile(&["PER", "LOC"], &rows, boundary, DecodeParams::default());
+            let decoder = Decoder::new(&profile, profile.decoding).unwrap();
+            let spans = decoder
+                .decode(document, &alignment, Activations::Sparse(&codes))
+                .unwrap();
+            spans
+                .iter()
+                .map(|s| (s.word_start, s.word_end))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(&[]), [(0, 4)]);
+        assert_eq!(spans(&[(50, "PER", 0.7)]), [(0, 2), (2, 4)]);
+        // A boundary feature of another type does not split.
+        assert_eq!(spans(&[(50, "LOC", 0.7)]), [(0, 4)]);
+    }
+
+    #[test]
+    fn decoded_corpus_scores_against_gold() {
+        let (gold, alignment, codes) = toy();
+        let spans = decode(&toy_profile(Combine::NoisyOr), &gold, &alignment, &codes);
+        let predicted = Corpus {
+            documents: vec![predicted_document(&gold.documents[0], &spans)],
+            ..gold.clone()
+        };
+        assert_eq!(predicted.documents[0].sentences[1].tags(), ["B-LOC", "O"]);
+        // Angela Merkel and Paris are right; Berlin is an ORG in gold.
+        let report = evaluate_corpus(&gold, &predicted).unwrap();
+        let micro = report.strict.micro;
+        assert_eq!((micro.correct, micro.predicted, micro.support), (2, 3, 3));
+        assert_eq!(report.errors.type_, 1);
+        assert_eq!(report.strict.per_type["PER"].f1, 1.0);
+    }
+}

@@ -1,0 +1,398 @@
+//! The calibrated profile: the kept (feature, type, precision) rows with everything needed
+//! to use them correctly — which model, layer and SAE they belong to, the parameters they
+//! were made and are decoded with, and which data they were counted on. A small JSON file.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::calibrate::{CalibrationParams, FeatureCounts};
+use crate::decode::DecodeParams;
+use crate::{Error, Result};
+
+/// Version of the profile layout; bumped when a field changes meaning.
+const FORMAT: u32 = 1;
+
+/// What a profile was calibrated for and on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// The language model's name.
+    pub model: String,
+    /// The decoder block whose `resid_post` the SAE reads (0-indexed).
+    pub layer: usize,
+    /// The SAE's content id ([`saener_sae::Sae::id`]).
+    pub sae_id: String,
+    /// Checksum of the calibration data ([`crate::Corpus::checksum`]).
+    pub data_checksum: String,
+}
+
+/// A kept row: feature `feature` votes for type `label` with `precision`, smoothed from
+/// `hits` of `support` firing tokens. For a boundary row `hits` counts first tokens of a
+/// `label` entity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Row {
+    pub feature: u32,
+    #[serde(rename = "type")]
+    pub label: String,
+    pub precision: f64,
+    pub support: u32,
+    pub hits: u32,
+}
+
+/// A calibrated profile; see the [module docs](self).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Profile {
+    /// Layout version (1).
+    pub format: u32,
+    /// The program that made it, with its version.
+    pub created_by: String,
+    #[serde(flatten)]
+    pub origin: Origin,
+    /// Width of the SAE: every row's feature is below it.
+    pub d_sae: usize,
+    /// Entity types, in the order decoding breaks ties.
+    pub labels: Vec<String>,
+    pub calibration: CalibrationParams,
+    /// The decoding parameters chosen with the profile (callers may override them).
+    pub decoding: DecodeParams,
+    /// Calibration tokens counted, in total and per type (the base rates that precisions
+    /// compare with).
+    pub tokens: u64,
+    pub label_tokens: BTreeMap<String, u64>,
+    /// Kept type rows, by type, then precision (highest first).
+    pub rows: Vec<Row>,
+    /// Kept boundary rows ("first token of a t-entity"), if calibrated with boundaries.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub boundary_rows: Vec<Row>,
+}
+
+impl Profile {
+    /// Selects the rows of `counts` under `calibration` (milliseconds: a sweep over
+    /// `p_min`, `s_min` and smoothing reuses the same counts).
+    pub fn calibrate(
+        origin: Origin,
+        counts: &FeatureCounts,
+        calibration: CalibrationParams,
+        decoding: DecodeParams,
+    ) -> Result<Profile> {
+        decoding.validate()?;
+        let (rows, boundary_rows) = counts.rows(&calibration)?;
+        Ok(Profile {
+            format: FORMAT,
+            created_by: concat!("saener-ner ", env!("CARGO_PKG_VERSION")).to_string(),
+            origin,
+            d_sae: counts.d_sae(),
+            labels: counts.labels().to_vec(),
+            calibration,
+            decoding,
+            tokens: counts.tokens(),
+            label_tokens: counts
+                .labels()
+                .iter()
+                .cloned()
+                .zip(counts.label_tokens().iter().copied())
+                .collect(),
+            rows,
+            boundary_rows,
+        })
+    }
+
+    /// Checks that the profile was calibrated for this model, layer and SAE; the error
+    /// names each that differs, with both values.
+    pub fn check_compatible(&self, model: &str, layer: usize, sae_id: &str) -> Result<()> {
+        let o = &self.origin;
+        let fields = [
+            ("model", o.model.clone(), model.to_string()),
+            ("layer", o.layer.to_string(), layer.to_string()),
+            ("SAE", o.sae_id.clone(), sae_id.to_string()),
+        ];
+        let (mut expected, mut found) = (Vec::new(), Vec::new());
+        for (name, profile, used) in fields {
+            if profile != used {
+                expected.push(format!("{name} {profile}"));
+                found.push(format!("{name} {used}"));
+            }
+        }
+        if expected.is_empty() {
+            return Ok(());
+        }
+        Err(Error::Argument {
+            name: "profile (as calibrated vs in use)".into(),
+            expected: expected.join(", "),
+            found: found.join(", "),
+        })
+    }
+
+    /// The distinct features of all rows (type and boundary), ascending: the SAE columns
+    /// inference must encode, in the column order of [`crate::Activations::Dense`].
+    pub fn features(&self) -> Vec<u32> {
+        let mut features: Vec<u32> = self
+            .rows
+            .iter()
+            .chain(&self.boundary_rows)
+            .map(|r| r.feature)
+            .collect();
+        features.sort_unstable();
+        features.dedup();
+        features
+    }
+
+    /// Reads a profile from a JSON file, checking every field.
+    pub fn load(path: impl AsRef<Path>) -> Result<Profile> {
+        let file = path.as_ref().display().to_string();
+        let text = std::fs::read_to_string(path.as_ref()).map_err(|source| Error::Io {
+            file: file.clone(),
+            source,
+        })?;
+        Profile::parse(&text, &file)
+    }
+
+    /// Parses a profile from JSON text; `file` names it in errors.
+    pub fn parse(text: &str, file: &str) -> Result<Profile> {
+        let profile: Profile = serde_json::from_str(text).map_err(|e| Error::Json {
+            file: file.to_string(),
+            line: e.line(),
+            message: e.to_string(),
+        })?;
+        profile.validate(file)?;
+        Ok(profile)
+    }
+
+    /// Writes the profile as pretty JSON.
+    pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
+        let file = path.as_ref().display().to_string();
+        std::fs::write(path.as_ref(), self.to_json()).map_err(|source| Error::Io { file, source })
+    }
+
+    /// The profile as pretty JSON, ending with a newline.
+    pub fn to_json(&self) -> String {
+        let mut json = serde_json::to_string_pretty(self).expect("a profile always serializes");
+        json.push('\n');
+        json
+    }
+
+    /// Checks what the JSON types cannot: the format, distinct labels, rows that name known
+    /// types and in-range features, precisions in 0–1, `hits <= support`, one row per
+    /// (feature, type), valid parameters.
+    pub(crate) fn validate(&self, file: &str) -> Result<()> {
+        let invalid = |field: String, expected: &str, found: String| Error::Invalid {
+            file: file.to_string(),
+            field,
+            expected: expected.to_string(),
+            found,
+        };
+        if self.format != FORMAT {
+            return Err(invalid("format".into(), "1", self.format.to_string()));
+        }
+        let labels: HashSet<&str> = self.labels.iter().map(String::as_str).collect();
+        if labels.is_empty() || labels.len() != self.labels.len() {
+            return Err(invalid(
+                "labels".into(),
+                "one or more distinct types",
+                self.labels.join(","),
+            ));
+        }
+        for (name, rows) in [("rows", &self.rows), ("boundary_rows", &self.boundary_rows)] {
+            let mut seen = HashSet::new();
+            for (i, row) in rows.iter().enumerate() {
+                let at = |field: &str| format!("{name}[{i}].{field}");
+                if !labels.contains(row.label.as_str()) {
+                    return Err(invalid(at("type"), "one of labels", row.label.clone()));
+                }
+                if row.feature as usize >= self.d_sae {
+                    let expected = format!("a feature below d_sae = {}", self.d_sae);
+                    return Err(invalid(at("feature"), &expected, row.feature.to_string()));
+                }
+                if !(0.0..=1.0).contains(&row.precision) {
+                    return Err(invalid(
+                        at("precision"),
+                        "a number in 0..=1",
+                        row.precision.to_string(),
+                    ));
+                }
+                if row.hits > row.support {
+                    let expected = format!("at most support = {}", row.support);
+                    return Err(invalid(at("hits"), &expected, row.hits.to_string()));
+                }
+                if !seen.insert((row.feature, row.label.as_str())) {
+                    let found = format!(
+                        "a second row for feature {} and type {}",
+                        row.feature, row.label
+                    );
+                    return Err(invalid(
+                        at("feature"),
+                        "one row per feature and type",
+                        found,
+                    ));
+                }
+            }
+        }
+        let params = self
+            .calibration
+            .validate()
+            .and_then(|()| self.decoding.validate());
+        params.map_err(|e| {
+            invalid(
+                "calibration/decoding".into(),
+                "valid parameters",
+                e.to_string(),
+            )
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::align::Alignment;
+    use crate::decode::{Activations, Decoder};
+    use crate::test_support::{code, conll, one_token_per_word, profile};
+
+    fn sample() -> Profile {
+        let rows = [(7, "PER", 0.9), (3, "LOC", 0.8), (7, "LOC", 0.6)];
+        profile(
+            &["PER", "LOC"],
+            &rows,
+            &[(5, "PER", 0.7)],
+            DecodeParams::default(),
+        )
+    }
+
+    #[test]
+    fn json_round_trip_through_a_file() {
+        let profile = sample();
+        let json = profile.to_json();
+        assert!(json.contains("\"type\": \"LOC\""), "{json}");
+        assert!(json.contains("\"kind\": \"wilson\""), "{json}");
+        assert!(json.contains("\"pooling\": \"last\""), "{json}");
+        assert!(json.contains("\"sae_id\": \"sae-a\""), "{json}");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("profile.json");
+        profile.save(&path).unwrap();
+        assert_eq!(Profile::load(&path).unwrap(), profile);
+        // Without boundary rows the field is left out and reads back empty.
+        let plain = Profile {
+            boundary_rows: Vec::new(),
+            ..profile
+        };
+        assert!(!plain.to_json().contains("boundary_rows"));
+        assert_eq!(Profile::parse(&plain.to_json(), "p.json").unwrap(), plain);
+    }
+
+    #[test]
+    fn features_are_sorted_and_distinct() {
+        assert_eq!(sample().features(), [3, 5, 7]);
+    }
+
+    #[test]
+    fn compatibility_names_what_differs() {
+        let profile = sample();
+        profile
+            .check_compatible("gemma-3-270m", 9, "sae-a")
+            .unwrap();
+        let err = profile
+            .check_compatible("gemma-3-270m", 6, "sae-b")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("expected layer 9, SAE sae-a, found layer 6, SAE sae-b"),
+            "{err}"
+        );
+        assert!(!err.contains("model"), "{err}");
+        let err = profile.check_compatible("other", 9, "sae-a").unwrap_err();
+        assert!(err
+            .to_string()
+            .contains("expected model gemma-3-270m, found model other"));
+    }
+
+    #[test]
+    fn malformed_files_name_the_file_and_field() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.json");
+        let load = |profile: &Profile| {
+            std::fs::write(&path, profile.to_json()).unwrap();
+            Profile::load(&path).unwrap_err().to_string()
+        };
+        let mut bad = sample();
+        bad.rows[1].label = "ORG".into();
+        let err = load(&bad);
+        assert!(
+            err.contains("bad.json: rows[1].type: expected one of labels, found ORG"),
+            "{err}"
+        );
+        let mut bad = sample();
+        bad.boundary_rows[0].feature = 64;
+        assert!(load(&bad).contains("boundary_rows[0].feature"));
+        let mut bad = sample();
+        bad.rows[2].feature = 7;
+        bad.rows[2].label = "PER".into();
+        assert!(load(&bad).contains("one row per feature and type"));
+        let mut bad = sample();
+        bad.decoding.threshold = 2.0;
+        assert!(load(&bad).contains("decision threshold"));
+
+        let json = sample().to_json().replace("\"layer\": 9,", "");
+        let err = Profile::parse(&json, "cut.json").unwrap_err().to_string();
+        assert!(
+            err.starts_with("cut.json:") && err.contains("missing field `layer`"),
+            "{err}"
+        );
+        let err = Profile::load(dir.path().join("absent.json"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absent.json"), "{err}");
+    }
+
+    #[test]
+    fn calibrated_profile_decodes_its_own_data() {
+        let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n");
+        let document = &corpus.documents[0];
+        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
+        let codes = [
+            code(&[]),
+            code(&[(1, 1.0), (2, 1.0)]),
+            code(&[(1, 1.0)]),
+            code(&[(2, 1.0)]),
+            code(&[(3, 1.0)]),
+        ];
+        let labels = vec!["PER".to_string(), "LOC".to_string()];
+        let mut counts = FeatureCounts::new(4, labels, vec![0.0]).unwrap();
+        counts.add_document(document, &alignment, &codes).unwrap();
+        let origin = Origin {
+            model: "m".into(),
+            layer: 3,
+            sae_id: "s".into(),
+            data_checksum: corpus.checksum(),
+        };
+        let calibration = CalibrationParams {
+            p_min: 0.9,
+            s_min: 1,
+            smoothing: crate::Smoothing::Beta {
+                alpha: 0.0,
+                beta: 0.0,
+            },
+            ..CalibrationParams::default()
+        };
+        let profile =
+            Profile::calibrate(origin, &counts, calibration, DecodeParams::default()).unwrap();
+        let kept: Vec<_> = profile
+            .rows
+            .iter()
+            .map(|r| (r.feature, r.label.as_str()))
+            .collect();
+        assert_eq!(kept, [(1, "PER"), (3, "LOC")]);
+        assert_eq!(profile.label_tokens["PER"], 2);
+        assert_eq!(profile.tokens, 4);
+        assert_eq!(Profile::parse(&profile.to_json(), "p").unwrap(), profile);
+        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
+        let spans = decoder
+            .decode(document, &alignment, Activations::Sparse(&codes))
+            .unwrap();
+        let found: Vec<_> = spans
+            .iter()
+            .map(|s| (s.start, s.end, s.label.as_str()))
+            .collect();
+        assert_eq!(found, [(0, 13, "PER"), (22, 27, "LOC")]);
+    }
+}
