@@ -172,6 +172,11 @@ fn sae_store_train_info_eval_end_to_end() {
     assert!(first.contains("4 shards"), "{first}");
     // Re-running resumes: every shard is finished, nothing is rewritten.
     assert_eq!(ok(saener(&store_args, "")), first);
+    let mut prefix_args = store_args.to_vec();
+    let prefix_store = path("prefix");
+    prefix_args[6] = &prefix_store; // the value of --store
+    prefix_args.extend(["--max-shards", "2"]);
+    assert!(ok(saener(&prefix_args, "")).contains("2 shards"));
 
     let config = serde_json::json!({
         "d_sae": 64, "k": 4, "batch_size": 16, "total_tokens": 320, "warmup_steps": 2,
@@ -244,4 +249,23 @@ fn sae_eval_rejects_an_sae_for_another_model() {
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("640") && stderr.contains("16"), "{stderr}");
+}
+
+#[test]
+fn shipped_sae_is_the_default_and_fits_the_model() {
+    let info = ok(saener(
+        &[
+            "sae",
+            "info",
+            concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../models/gemma3-270m-l9-topk64-16k"
+            ),
+        ],
+        "",
+    ));
+    assert!(info.contains("Gemma Scope 2, bf16"), "{info}");
+    assert!(info.contains("d_in 640 -> d_sae 16384"), "{info}");
+    assert!(info.contains("TopK (k = 64)"), "{info}");
+    assert!(info.contains("layer 9"), "{info}");
 }

@@ -68,7 +68,9 @@ pub fn fetch_default_model(options: &FetchOptions) -> Result<PathBuf> {
 pub fn ensure_default_model() -> Result<PathBuf> {
     // One download per process: other threads wait here, then find the file in place.
     static FETCHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = FETCHING.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    let _guard = FETCHING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let target = default_model_path();
     if !target.exists() {
         download_default_model(&FetchOptions::default(), &target)?;

@@ -12,12 +12,14 @@ use saener_lm::residuals::Extractor;
 const DOCS_PER_CALL: usize = 64;
 
 /// Extracts `documents` into `writer`'s store, starting at shard `first_shard` (as returned
-/// by [`StoreWriter::create_or_resume`]). `progress(tokens)` is called as work finishes.
+/// by [`StoreWriter::create_or_resume`]) and stopping once `max_shards` shards exist (a
+/// reproducible prefix of the corpus). `progress(tokens)` is called as work finishes.
 pub fn extract_to_store(
     documents: &[&str],
     extractor: &Extractor,
     writer: &StoreWriter,
     first_shard: usize,
+    max_shards: Option<usize>,
     mut progress: impl FnMut(usize),
 ) -> Result<()> {
     let meta = writer.meta().clone();
@@ -30,7 +32,7 @@ pub fn extract_to_store(
     let mut shard = first_shard;
     let mut rows: Vec<f32> = Vec::with_capacity(meta.rows_per_shard * meta.d);
     let mut shard_start = next_doc;
-    while next_doc < documents.len() {
+    while next_doc < documents.len() && max_shards.is_none_or(|max| shard < max) {
         let end = (next_doc + DOCS_PER_CALL).min(documents.len());
         let batch = extractor
             .run(&documents[next_doc..end], &mut progress)
@@ -44,6 +46,9 @@ pub fn extract_to_store(
                     let n_rows = rows.len() / meta.d;
                     writer.write_shard(shard, &rows, n_rows, shard_start as u64..doc_end as u64)?;
                     shard += 1;
+                    if max_shards.is_some_and(|max| shard >= max) {
+                        return Ok(());
+                    }
                 }
                 rows.clear();
                 shard_start = doc_end;

@@ -18,6 +18,17 @@ pub fn model_path(model: Option<PathBuf>) -> Result<PathBuf> {
     }
 }
 
+/// The SAE to use: `--sae PATH` if given, else the one shipped in this repository
+/// (`models/gemma3-270m-l9-topk64-16k`, Gemma Scope 2 layout).
+pub fn sae_path(sae: Option<PathBuf>) -> PathBuf {
+    sae.unwrap_or_else(|| {
+        PathBuf::from(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/gemma3-270m-l9-topk64-16k"
+        ))
+    })
+}
+
 /// One JSONL input line: its 1-based line number and parsed value, or why it failed.
 pub struct Record {
     pub line: usize,

@@ -23,6 +23,9 @@ pub struct Args {
     /// Nominal rows per store shard (shards hold whole documents).
     #[arg(long, default_value_t = 16384)]
     rows_per_shard: usize,
+    /// Stop once the store holds this many shards (a reproducible prefix of the input).
+    #[arg(long)]
+    max_shards: Option<usize>,
     /// Read JSONL records from this file instead of stdin.
     #[arg(long)]
     input: Option<PathBuf>,
@@ -72,7 +75,14 @@ pub fn run(args: Args) -> Result<()> {
             .input
             .as_deref()
             .expect("clap requires --input with --store");
-        return fill_store(&extractor, input, store, &model_file, args.rows_per_shard);
+        return fill_store(
+            &extractor,
+            input,
+            store,
+            &model_file,
+            args.rows_per_shard,
+            args.max_shards,
+        );
     }
     let out_dir = args
         .out
@@ -122,6 +132,7 @@ fn fill_store(
     store: &Path,
     model_file: &Path,
     rows_per_shard: usize,
+    max_shards: Option<usize>,
 ) -> Result<()> {
     let mut texts = Vec::new();
     let (reader, name) = open_input(Some(input))?;
@@ -145,7 +156,7 @@ fn fill_store(
         input.display()
     );
     let bar = crate::commands::progress::tokens_bar(None);
-    extract_to_store(&refs, extractor, &writer, first_shard, |n| {
+    extract_to_store(&refs, extractor, &writer, first_shard, max_shards, |n| {
         bar.inc(n as u64)
     })?;
     bar.finish();

@@ -23,9 +23,9 @@ ce_tokens tokens), ce_loss_recovered = (ce_zero_ablation - ce_spliced) / (ce_zer
         /// Held-out text: JSONL with a "text" field per line, or plain text, one document per line.
         #[arg(long)]
         text: PathBuf,
-        /// SAE folder or file in any supported format.
+        /// SAE folder or file in any supported format (default: the SAE shipped in models/).
         #[arg(long)]
-        sae: PathBuf,
+        sae: Option<PathBuf>,
         /// Residual layer the SAE reads (default: the SAE's recorded hook layer).
         #[arg(long)]
         layer: Option<usize>,
@@ -95,7 +95,7 @@ pub fn run(command: Command) -> Result<()> {
             max_tokens,
             ce_tokens,
         } => {
-            let sae = saener_sae::load_any(&sae)?;
+            let sae = saener_sae::load_any(crate::commands::io::sae_path(sae))?;
             let model_file = crate::commands::io::model_path(model)?;
             let tokenizer = saener_lm::Tokenizer::from_gguf(&model_file)?;
             let model = saener_lm::gemma3::Gemma3::load(&model_file, Default::default())?;
