@@ -177,34 +177,34 @@ fn write_chunk(
     out: &mut dyn Write,
     bar: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let ok: Vec<(usize, String, &str)> = records
-        .iter()
-        .enumerate()
-        .filter_map(|(i, r)| {
-            let id = r.id();
-            let text = r.text().ok()?;
-            safe_file_stem(&id).ok()?;
-            Some((i, id, text))
-        })
-        .collect();
-    let texts: Vec<&str> = ok.iter().map(|&(_, _, text)| text).collect();
-    let residuals = extractor.run(&texts, |n| bar.inc(n as u64))?;
-    let d = extractor.model.config().hidden_size;
-    let mut results: Vec<serde_json::Value> = records
+    // Each record is validated once; the valid ones go through the model together.
+    let checked: Vec<(String, std::result::Result<&str, String>)> = records
         .iter()
         .map(|r| {
             let id = r.id();
-            let error = r.text().err().or_else(|| safe_file_stem(&id).err());
-            serde_json::json!({ "id": id, "error": error })
+            let text = r.text().and_then(|t| safe_file_stem(&id).map(|()| t));
+            (id, text)
         })
         .collect();
-    for ((i, id, _), res) in ok.into_iter().zip(residuals) {
+    let texts: Vec<&str> = checked
+        .iter()
+        .filter_map(|(_, t)| t.as_ref().ok().copied())
+        .collect();
+    let mut residuals = extractor.run(&texts, |n| bar.inc(n as u64))?.into_iter();
+    let d = extractor.model.config().hidden_size;
+    let mut results = Vec::with_capacity(records.len());
+    for (id, text) in checked {
+        let Ok(_) = text else {
+            results.push(serde_json::json!({ "id": id, "error": text.err() }));
+            continue;
+        };
+        let res = residuals.next().expect("one result per valid record");
         let n = res.encoding.ids.len();
         saener_sae::npy::write(dir.join(format!("{id}.npy")), &[n, d], &res.rows)?;
         let json_path = dir.join(format!("{id}.json"));
         std::fs::write(&json_path, serde_json::to_string(&res.encoding)? + "\n")
             .with_context(|| format!("writing {}", json_path.display()))?;
-        results[i] = serde_json::json!({ "id": id, "tokens": n });
+        results.push(serde_json::json!({ "id": id, "tokens": n }));
     }
     for result in results {
         writeln!(out, "{result}")?;
