@@ -9,7 +9,7 @@ Needs `torch`, `transformers` and `gguf` (not installed by saener; optional):
         --sentences bench/out/sentences.txt --threads 2
 
 `saener bench --write-sentences bench/out/sentences.txt` writes the exact sentences saener
-times, so the two numbers can be compared on one machine in one run (bench/side_by_side.sh).
+times; bench/side_by_side.sh runs both on one machine in one go.
 """
 import argparse
 import os
