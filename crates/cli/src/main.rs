@@ -36,8 +36,16 @@ enum Command {
     Corpus(commands::corpus::Command),
     /// Residual stream after a layer for JSONL `{"id","text"}` lines from stdin, as .npy files.
     Residuals(commands::residuals::Args),
-    /// Time tokenization + forward to a layer on real sentences (the BENCHMARKS.md figures).
+    /// Time tokenization + forward to a layer, and annotate end to end, on real sentences
+    /// (the BENCHMARKS.md figures).
     Bench(commands::bench::Args),
+    /// Calibrate a profile: which SAE features vote for which entity type, by direct
+    /// precision estimation on labelled data (parameters optionally chosen on a dev set).
+    Calibrate(Box<commands::calibrate::Args>),
+    /// Annotate text with a profile: entities with character offsets and the features behind them.
+    Annotate(commands::annotate::Args),
+    /// Score a profile on labelled data: strict and conlleval entity-level P/R/F1.
+    Eval(commands::eval::Args),
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
@@ -52,6 +60,9 @@ fn main() -> ExitCode {
         Command::Residuals(args) => commands::residuals::run(args),
         Command::Bench(args) => commands::bench::run(args),
         Command::Sae(command) => commands::sae::run(command),
+        Command::Calibrate(args) => commands::calibrate::run(*args),
+        Command::Annotate(args) => commands::annotate::run(args),
+        Command::Eval(args) => commands::eval::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -2,49 +2,10 @@
 //! `tokenize` and `residuals` interfaces other tools rely on, against the golden reference,
 //! and the SAE path (store → train → export → info → eval) on a tiny SAE.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+mod common;
 
-fn shared() -> PathBuf {
-    std::env::var_os("SAENER_SHARED").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")),
-        PathBuf::from,
-    )
-}
-
-fn saener(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_saener"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run saener");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().expect("saener finishes")
-}
-
-fn ok(output: Output) -> String {
-    assert!(
-        output.status.success(),
-        "saener failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8(output.stdout).unwrap()
-}
-
-fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{json_lines, ok, saener, shared};
+use std::path::Path;
 
 #[test]
 fn tokenize_matches_golden_ids_and_keeps_one_line_per_input() {

@@ -40,6 +40,7 @@ impl ExtractOptions {
 }
 
 /// Runs a tokenizer and a model together over documents.
+#[derive(Clone, Copy)]
 pub struct Extractor<'a> {
     pub tokenizer: &'a Tokenizer,
     pub model: &'a Gemma3,

@@ -14,7 +14,10 @@
 use saener_sae::SparseCode;
 use serde::{Deserialize, Serialize};
 
+use rayon::prelude::*;
+
 use crate::align::Alignment;
+use crate::codes::EncodedCorpus;
 use crate::corpus::Document;
 use crate::profile::Row;
 use crate::{Error, Result};
@@ -32,6 +35,8 @@ pub struct FeatureCounts {
     labels: Vec<String>,
     /// Ascending, distinct.
     taus: Vec<f32>,
+    /// Which of a word's tokens are counted.
+    counted: CountedTokens,
     /// Tokens counted, in total and per label.
     tokens: u64,
     label_tokens: Vec<u64>,
@@ -67,10 +72,22 @@ impl FeatureCounts {
             counts: vec![0; d_sae * taus.len() * stride(labels.len())],
             label_tokens: vec![0; labels.len()],
             tokens: 0,
+            counted: CountedTokens::default(),
             d_sae,
             labels,
             taus,
         })
+    }
+
+    /// The same (empty) counts, counting `counted` tokens of each word.
+    pub fn counting(mut self, counted: CountedTokens) -> FeatureCounts {
+        self.counted = counted;
+        self
+    }
+
+    /// Which of a word's tokens are counted.
+    pub fn counted(&self) -> CountedTokens {
+        self.counted
     }
 
     /// Counts the tokens of one document: `codes` has one row per token of `alignment`,
@@ -100,7 +117,10 @@ impl FeatureCounts {
         let (n_labels, n_taus) = (self.labels.len(), self.taus.len());
         let stride = stride(n_labels);
         for (t, code) in codes.iter().enumerate() {
-            if alignment.word_of(t).is_none() {
+            let counted = alignment
+                .word_of(t)
+                .is_some_and(|w| self.counted.counts(t, alignment.tokens_of(w)));
+            if !counted {
                 continue;
             }
             self.tokens += 1;
@@ -125,6 +145,41 @@ impl FeatureCounts {
         Ok(())
     }
 
+    /// Counts every document of `encoded`, codes of an SAE `d_sae` wide (in parallel, over
+    /// chunks of documents whose counts are then merged).
+    pub fn from_corpus(
+        encoded: &EncodedCorpus,
+        d_sae: usize,
+        labels: Vec<String>,
+        taus: Vec<f32>,
+        counted: CountedTokens,
+    ) -> Result<FeatureCounts> {
+        let empty = FeatureCounts::new(d_sae, labels, taus)?.counting(counted);
+        let n = encoded.corpus.documents.len();
+        let per_thread = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+        let parts = (0..n)
+            .step_by(per_thread)
+            .collect::<Vec<_>>()
+            .into_par_iter()
+            .map(|first| {
+                let mut counts = empty.clone();
+                for i in first..(first + per_thread).min(n) {
+                    counts.add_document(
+                        &encoded.corpus.documents[i],
+                        &encoded.alignments[i],
+                        &encoded.codes[i],
+                    )?;
+                }
+                Ok(counts)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut total = empty;
+        for part in &parts {
+            total.merge(part)?;
+        }
+        Ok(total)
+    }
+
     /// Per token: the class (label index) of its word's entity, and the class of the entity
     /// whose first token it is (the first token overlapping the entity's first word).
     fn token_classes(
@@ -141,7 +196,10 @@ impl FeatureCounts {
                     continue;
                 };
                 word_class[offset + entity.start..offset + entity.end].fill(Some(c));
-                if let Some(t) = alignment.tokens_of(offset + entity.start).next() {
+                if let Some(t) = self
+                    .counted
+                    .token_of(alignment.tokens_of(offset + entity.start))
+                {
                     initial[t] = Some(c);
                 }
             }
@@ -156,17 +214,12 @@ impl FeatureCounts {
     /// Adds the counts of `other`, made with the same SAE size, labels and thresholds (for
     /// counting chunks of a corpus in parallel).
     pub fn merge(&mut self, other: &FeatureCounts) -> Result<()> {
-        if (self.d_sae, &self.labels, &self.taus) != (other.d_sae, &other.labels, &other.taus) {
+        let key = |c: &FeatureCounts| (c.d_sae, c.labels.clone(), c.taus.clone(), c.counted);
+        if key(self) != key(other) {
             return Err(Error::Argument {
                 name: "counts to merge".into(),
-                expected: format!(
-                    "d_sae {}, labels {:?}, taus {:?}",
-                    self.d_sae, self.labels, self.taus
-                ),
-                found: format!(
-                    "d_sae {}, labels {:?}, taus {:?}",
-                    other.d_sae, other.labels, other.taus
-                ),
+                expected: format!("{:?}", key(self)),
+                found: format!("{:?}", key(other)),
             });
         }
         self.tokens += other.tokens;
@@ -307,6 +360,40 @@ impl CalibrationParams {
     }
 }
 
+/// Which tokens of a word calibration counts. Counting the token that decoding reads
+/// (the last one, under [`crate::WordPooling::Last`]) keeps the counted and the decoded
+/// populations the same; counting all tokens gives more support to multi-token words.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CountedTokens {
+    /// Every token that overlaps a word most (its [`Alignment::word_of`]).
+    #[default]
+    All,
+    /// Only the word's first token.
+    WordFirst,
+    /// Only the word's last token.
+    WordLast,
+}
+
+impl CountedTokens {
+    /// Whether token `t`, one of its word's `tokens`, is counted.
+    fn counts(self, t: usize, tokens: std::ops::Range<usize>) -> bool {
+        match self {
+            CountedTokens::All => true,
+            _ => self.token_of(tokens) == Some(t),
+        }
+    }
+
+    /// The token of a word that marks it (entity-initial counts, boundary votes): its last
+    /// under `WordLast`, else its first.
+    pub(crate) fn token_of(self, mut tokens: std::ops::Range<usize>) -> Option<usize> {
+        match self {
+            CountedTokens::WordLast => tokens.next_back(),
+            _ => tokens.next(),
+        }
+    }
+}
+
 /// How `hits / support` is smoothed, so that a feature seen 3 times does not outrank one
 /// seen 300 times.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -409,6 +496,39 @@ mod tests {
         rows.iter()
             .map(|r| (r.feature, r.label.as_str(), r.hits, r.support))
             .collect()
+    }
+
+    #[test]
+    fn word_last_counts_only_the_last_token_of_each_word() {
+        // "Merkel" as two tokens, "Mer" (feature 5) and "kel" (feature 6).
+        let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\n");
+        let document = &corpus.documents[0];
+        let offsets = [(0, 0), (0, 6), (6, 10), (10, 13), (13, 21)];
+        let alignment = Alignment::new(document, &offsets).unwrap();
+        let codes = [
+            code(&[]),
+            code(&[(5, 1.0)]),
+            code(&[(5, 1.0)]),
+            code(&[(6, 1.0)]),
+            code(&[(5, 1.0)]),
+        ];
+        let count = |counted| {
+            let mut c = FeatureCounts::new(8, vec!["PER".into()], vec![0.0])
+                .unwrap()
+                .counting(counted);
+            c.add_document(document, &alignment, &codes).unwrap();
+            c
+        };
+        let all = count(CountedTokens::All);
+        assert_eq!((all.tokens(), all.label_tokens()), (4, &[3][..]));
+        let last = count(CountedTokens::WordLast);
+        assert_eq!((last.tokens(), last.label_tokens()), (3, &[2][..]));
+        let (rows, _) = last.rows(&raw(0.0, 1)).unwrap();
+        assert_eq!(table(&rows), [(6, "PER", 1, 1), (5, "PER", 1, 2)]);
+        let first = count(CountedTokens::WordFirst);
+        let (rows, _) = first.rows(&raw(0.0, 1)).unwrap();
+        assert_eq!(table(&rows), [(5, "PER", 2, 3)]);
+        assert!(all.clone().merge(&last).is_err());
     }
 
     #[test]

@@ -333,8 +333,9 @@ impl Corpus {
 }
 
 impl Document {
-    /// A document from its text: sentences are its lines, words come from [`tokenize`].
-    fn from_text(id: String, text: String) -> Document {
+    /// A document from its text: sentences are its lines, words come from [`tokenize`];
+    /// no entities.
+    pub fn from_text(id: String, text: String) -> Document {
         let sentences = tokenize(&text)
             .into_iter()
             .map(|words| Sentence {

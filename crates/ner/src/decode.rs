@@ -8,7 +8,8 @@
 //!    on ties) if that score is at least the decision threshold, else O.
 //! 3. **Spans.** Within a sentence, a run of words with the same label is one entity, split
 //!    before a word whose first token fires a boundary feature of that type (profiles
-//!    calibrated with boundaries). Spans never cross sentences. A span's score is the mean
+//!    calibrated with boundaries; the token read is the one calibration counted, see
+//!    [`crate::CountedTokens`]). Spans never cross sentences. A span's score is the mean
 //!    of its words' scores for its type.
 //! 4. **Evidence.** The kept features of the span's type that fired on the span's tokens,
 //!    each once with its highest activation, by precision (highest first; then activation),
@@ -17,8 +18,12 @@
 use saener_sae::SparseCode;
 use serde::{Deserialize, Serialize};
 
+use rayon::prelude::*;
+
 use crate::align::{Alignment, WordPooling};
-use crate::corpus::{Document, Entity};
+use crate::calibrate::CountedTokens;
+use crate::codes::EncodedCorpus;
+use crate::corpus::{Corpus, Document, Entity};
 use crate::profile::Profile;
 use crate::{Error, Result};
 
@@ -47,6 +52,11 @@ pub struct DecodeParams {
     pub pooling: WordPooling,
     /// Minimum word score for a label, in `(0, 1]`.
     pub threshold: f64,
+    /// Hysteresis: a word next to an entity of type t joins it when its score for t is at
+    /// least this (below `threshold`), so a weak inner word ("Health" in "World Health
+    /// Organization") does not split a name. `None`: no extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extend: Option<f64>,
 }
 
 impl Default for DecodeParams {
@@ -55,6 +65,7 @@ impl Default for DecodeParams {
             combine: Combine::default(),
             pooling: WordPooling::default(),
             threshold: 0.5,
+            extend: None,
         }
     }
 }
@@ -67,6 +78,15 @@ impl DecodeParams {
                 expected: "a number in (0, 1]".into(),
                 found: self.threshold.to_string(),
             });
+        }
+        if let Some(extend) = self.extend {
+            if !(extend > 0.0 && extend <= self.threshold) {
+                return Err(Error::Argument {
+                    name: "extension threshold".into(),
+                    expected: format!("a number in (0, threshold = {}]", self.threshold),
+                    found: extend.to_string(),
+                });
+            }
         }
         Ok(())
     }
@@ -126,6 +146,8 @@ pub struct Decoder {
     /// Per column: the label indices it is a boundary feature of; empty if the profile has
     /// no boundary rows.
     starts: Vec<Vec<usize>>,
+    /// Which token of a word boundary features are read on (the one calibration counted).
+    boundary_token: CountedTokens,
 }
 
 impl Decoder {
@@ -164,6 +186,7 @@ impl Decoder {
             column_of,
             votes,
             starts,
+            boundary_token: profile.counted_tokens,
         })
     }
 
@@ -197,9 +220,10 @@ impl Decoder {
         let mut spans = Vec::new();
         let mut offset = 0;
         for (s, sentence) in document.sentences.iter().enumerate() {
-            let word_labels: Vec<Option<(usize, f64)>> = (0..sentence.words.len())
-                .map(|w| self.word_label(&scores, alignment.tokens_of(offset + w)))
+            let word_scores: Vec<Vec<f64>> = (0..sentence.words.len())
+                .map(|w| self.word_scores(&scores, alignment.tokens_of(offset + w)))
                 .collect();
+            let word_labels = self.word_labels(&word_scores);
             let mut w = 0;
             while w < word_labels.len() {
                 let Some((label, _)) = word_labels[w] else {
@@ -211,7 +235,8 @@ impl Decoder {
                     && word_labels[end].is_some_and(|(l, _)| l == label)
                     && !self.starts_entity(
                         activations,
-                        alignment.tokens_of(offset + end).next(),
+                        self.boundary_token
+                            .token_of(alignment.tokens_of(offset + end)),
                         label,
                     )
                 {
@@ -235,6 +260,28 @@ impl Decoder {
             offset += sentence.words.len();
         }
         Ok(spans)
+    }
+
+    /// Decodes every document of `encoded`: the corpus with predicted entities in place of
+    /// its own, for [`crate::evaluate_corpus`] and the writers.
+    pub fn predict_corpus(&self, encoded: &EncodedCorpus) -> Result<Corpus> {
+        let documents = (0..encoded.corpus.documents.len())
+            .into_par_iter()
+            .map(|i| {
+                let document = &encoded.corpus.documents[i];
+                let spans = self.decode(
+                    document,
+                    &encoded.alignments[i],
+                    Activations::Sparse(&encoded.codes[i]),
+                )?;
+                Ok(predicted_document(document, &spans))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Corpus {
+            documents,
+            annotated: true,
+            separator: encoded.corpus.separator,
+        })
     }
 
     /// Calls `f(column, activation)` for every profile feature that fires on token `t`.
@@ -290,23 +337,54 @@ impl Decoder {
         scores
     }
 
-    /// A word's label and score from its tokens' scores, or `None` (O).
-    fn word_label(&self, scores: &[f64], tokens: std::ops::Range<usize>) -> Option<(usize, f64)> {
+    /// A word's pooled score for each label, from its tokens' scores.
+    fn word_scores(&self, scores: &[f64], tokens: std::ops::Range<usize>) -> Vec<f64> {
         let n_labels = self.labels.len();
-        let mut best: Option<(usize, f64)> = None;
-        for l in 0..n_labels {
-            let pooled = self
-                .params
-                .pooling
-                .pool(tokens.clone().map(|t| scores[t * n_labels + l]));
-            if best.is_none_or(|(_, b)| pooled > b) {
-                best = Some((l, pooled));
-            }
-        }
-        best.filter(|&(_, score)| score >= self.params.threshold)
+        (0..n_labels)
+            .map(|l| {
+                self.params
+                    .pooling
+                    .pool(tokens.clone().map(|t| scores[t * n_labels + l]))
+            })
+            .collect()
     }
 
-    /// Whether a boundary feature of `label` fires on `token` (a word's first token).
+    /// Each word's label and score, or `None` (O): the best label if it reaches the
+    /// threshold, then (with `extend`) neighbours of labelled words that reach `extend` for
+    /// the same label, outward in both directions.
+    fn word_labels(&self, word_scores: &[Vec<f64>]) -> Vec<Option<(usize, f64)>> {
+        let mut labels: Vec<Option<(usize, f64)>> = word_scores
+            .iter()
+            .map(|scores| {
+                let mut best: Option<(usize, f64)> = None;
+                for (l, &score) in scores.iter().enumerate() {
+                    if best.is_none_or(|(_, b)| score > b) {
+                        best = Some((l, score));
+                    }
+                }
+                best.filter(|&(_, score)| score >= self.params.threshold)
+            })
+            .collect();
+        if let Some(extend) = self.params.extend {
+            let n = labels.len();
+            let forward: Vec<usize> = (1..n).collect();
+            let backward: Vec<usize> = (0..n.saturating_sub(1)).rev().collect();
+            for (order, step) in [(forward, -1isize), (backward, 1)] {
+                for w in order {
+                    let neighbour = (w as isize + step) as usize;
+                    if let (None, Some((l, _))) = (labels[w], labels[neighbour]) {
+                        let score = word_scores[w][l];
+                        if score >= extend {
+                            labels[w] = Some((l, score));
+                        }
+                    }
+                }
+            }
+        }
+        labels
+    }
+
+    /// Whether a boundary feature of `label` fires on `token` (the word's marking token).
     fn starts_entity(
         &self,
         activations: Activations<'_>,
@@ -537,6 +615,46 @@ mod tests {
         );
         profile.decoding.threshold = 0.0;
         assert!(Decoder::new(&profile, profile.decoding).is_err());
+    }
+
+    #[test]
+    fn extension_joins_weak_inner_words_of_the_same_type() {
+        // "World Health Organization said": ORG strong on World and Organization, weak
+        // (0.3) on Health, weak LOC (0.3) on "said".
+        let corpus = conll("World B-ORG\nHealth I-ORG\nOrganization I-ORG\nsaid O\n");
+        let document = &corpus.documents[0];
+        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
+        let codes = [
+            code(&[]),
+            code(&[(1, 1.0)]),
+            code(&[(2, 1.0)]),
+            code(&[(1, 1.0)]),
+            code(&[(3, 1.0)]),
+        ];
+        let rows = [(1, "ORG", 0.9), (2, "ORG", 0.3), (3, "LOC", 0.3)];
+        let spans = |extend| {
+            let decoding = DecodeParams {
+                extend,
+                ..DecodeParams::default()
+            };
+            let profile = profile(&["ORG", "LOC"], &rows, &[], decoding);
+            let decoder = Decoder::new(&profile, decoding).unwrap();
+            decoder
+                .decode(document, &alignment, Activations::Sparse(&codes))
+                .unwrap()
+                .iter()
+                .map(|s| (s.word_start, s.word_end, s.label.clone()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(spans(None), [(0, 1, "ORG".into()), (2, 3, "ORG".into())]);
+        // "said" has no ORG score, and LOC does not extend an ORG entity.
+        assert_eq!(spans(Some(0.25)), [(0, 3, "ORG".into())]);
+        assert_eq!(spans(Some(0.35)), spans(None));
+        let invalid = DecodeParams {
+            extend: Some(0.6),
+            ..DecodeParams::default()
+        };
+        assert!(invalid.validate().is_err());
     }
 
     #[test]

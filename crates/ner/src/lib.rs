@@ -10,13 +10,21 @@
 //! - [`align`] maps the model's tokens to words by character overlap ([`Alignment`]).
 //! - [`calibrate`] counts, per SAE feature, how often it fires inside each entity type
 //!   ([`FeatureCounts`]); [`profile`] keeps the precise features as a JSON [`Profile`].
+//! - [`codes`] runs the model and the SAE over a corpus once and caches every token's code
+//!   on disk ([`CodeEncoder`]), so calibration and evaluation sweeps take seconds.
 //! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
 //!   evidence ([`Decoder`]).
+//!
+//! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
+//!   ([`Annotator`]).
+//! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
 
 pub mod align;
+pub mod annotate;
 pub mod calibrate;
+pub mod codes;
 pub mod corpus;
 pub mod decode;
 pub mod eval;
@@ -25,9 +33,12 @@ pub mod profile;
 mod tags;
 #[cfg(test)]
 mod test_support;
+pub mod tune;
 
 pub use align::{Alignment, WordPooling};
-pub use calibrate::{CalibrationParams, FeatureCounts, Smoothing};
+pub use annotate::Annotator;
+pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
+pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus};
 pub use corpus::{
     parse_conll, parse_jsonl, parse_text, read_conll, read_jsonl, read_text, tokenize,
     ConllOptions, Corpus, CorpusStats, Document, DocumentMode, Entity, Loaded, Sentence, Separator,
@@ -39,6 +50,7 @@ pub use decode::{
 pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, Prf, Scores};
 pub use perturb::{perturb, PerturbKind};
 pub use profile::{Origin, Profile, Row};
+pub use tune::{sweep, Grid, Trial};
 
 /// Errors of the NER stage. Each names the file, line and field at fault (or, for metrics,
 /// the sentence and token) and says what was expected.
@@ -90,6 +102,12 @@ pub enum Error {
         expected: String,
         found: String,
     },
+    /// The language model failed (a forward pass, a tokenizer).
+    #[error(transparent)]
+    Model(#[from] saener_lm::Error),
+    /// The SAE failed (an encode on mismatched shapes).
+    #[error(transparent)]
+    Sae(#[from] saener_sae::Error),
     /// A parameter is out of its range.
     #[error("{name}: expected {expected}, found {found}")]
     Argument {

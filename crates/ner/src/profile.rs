@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::calibrate::{CalibrationParams, FeatureCounts};
+use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
 use crate::decode::DecodeParams;
 use crate::{Error, Result};
 
@@ -54,6 +54,9 @@ pub struct Profile {
     /// Entity types, in the order decoding breaks ties.
     pub labels: Vec<String>,
     pub calibration: CalibrationParams,
+    /// Which of a word's tokens were counted (all, when absent).
+    #[serde(default)]
+    pub counted_tokens: CountedTokens,
     /// The decoding parameters chosen with the profile (callers may override them).
     pub decoding: DecodeParams,
     /// Calibration tokens counted, in total and per type (the base rates that precisions
@@ -85,6 +88,7 @@ impl Profile {
             d_sae: counts.d_sae(),
             labels: counts.labels().to_vec(),
             calibration,
+            counted_tokens: counts.counted(),
             decoding,
             tokens: counts.tokens(),
             label_tokens: counts

@@ -83,6 +83,7 @@ pub(crate) fn profile(
         d_sae: 64,
         labels: labels.iter().map(|l| l.to_string()).collect(),
         calibration: CalibrationParams::default(),
+        counted_tokens: Default::default(),
         decoding,
         tokens: 100,
         label_tokens: labels.iter().map(|l| (l.to_string(), 10)).collect(),

@@ -220,3 +220,102 @@ fn perturbations_of_real_data_score_as_expected() {
     assert_eq!(moved.strict.micro.correct, n - k);
     assert_eq!(moved.strict, moved.conlleval);
 }
+
+/// An oracle profile (feature `l` fires inside gold entities of label `l`, feature `100 + l`
+/// on their first word) decodes every file back to its gold entities, and every span's
+/// character offsets slice the document text back to exactly its words.
+#[test]
+fn oracle_codes_decode_to_gold_with_exact_offsets() {
+    use saener_ner::{
+        predicted_document, Activations, Alignment, DecodeParams, Decoder, Origin, Profile, Row,
+    };
+    use saener_sae::SparseCode;
+    for (name, _, corpus) in each_file(DocumentMode::Auto) {
+        let labels: Vec<String> = corpus.labels().into_iter().collect();
+        let row = |feature: usize, label: &String| Row {
+            feature: feature as u32,
+            label: label.clone(),
+            precision: 0.9,
+            support: 10,
+            hits: 9,
+        };
+        let profile = Profile {
+            format: 1,
+            created_by: "test".into(),
+            origin: Origin {
+                model: "m".into(),
+                layer: 9,
+                sae_id: "s".into(),
+                data_checksum: corpus.checksum(),
+            },
+            d_sae: 200,
+            labels: labels.clone(),
+            calibration: Default::default(),
+            counted_tokens: Default::default(),
+            decoding: DecodeParams::default(),
+            tokens: 1,
+            label_tokens: Default::default(),
+            rows: labels.iter().enumerate().map(|(l, x)| row(l, x)).collect(),
+            boundary_rows: labels
+                .iter()
+                .enumerate()
+                .map(|(l, x)| row(100 + l, x))
+                .collect(),
+        };
+        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
+        let mut predicted = corpus.clone();
+        for (document, out) in corpus.documents.iter().zip(&mut predicted.documents) {
+            // BOS, then one token per word covering the separator before it ("▁word").
+            let mut offsets = vec![(0, 0)];
+            let mut codes = vec![SparseCode::default()];
+            let mut prev = 0;
+            for sentence in &document.sentences {
+                let mut tags = vec![None; sentence.words.len()];
+                for e in &sentence.entities {
+                    let l = labels.iter().position(|x| *x == e.label).unwrap() as u32;
+                    tags[e.start] = Some((l, true));
+                    tags[e.start + 1..e.end].fill(Some((l, false)));
+                }
+                for (word, tag) in sentence.words.iter().zip(tags) {
+                    offsets.push((prev, word.end));
+                    prev = word.end;
+                    codes.push(match tag {
+                        None => SparseCode::default(),
+                        Some((l, first)) => SparseCode {
+                            ids: [l].into_iter().chain(first.then_some(100 + l)).collect(),
+                            values: vec![1.0; 1 + usize::from(first)],
+                        },
+                    });
+                }
+            }
+            let alignment = Alignment::new(document, &offsets).unwrap();
+            let spans = decoder
+                .decode(document, &alignment, Activations::Sparse(&codes))
+                .unwrap();
+            let chars: Vec<char> = document.text.chars().collect();
+            for span in &spans {
+                let words = &document.sentences[span.sentence].words;
+                let first = &words[span.word_start];
+                let last = &words[span.word_end - 1];
+                assert_eq!((span.start, span.end), (first.start, last.end), "{name}");
+                let slice: String = chars[span.start..span.end].iter().collect();
+                assert!(
+                    slice.starts_with(&first.text) && slice.ends_with(&last.text),
+                    "{name}: {slice:?}"
+                );
+                let joined: String = words[span.word_start..span.word_end]
+                    .iter()
+                    .map(|w| w.text.as_str())
+                    .collect();
+                assert_eq!(
+                    slice.split_whitespace().collect::<String>(),
+                    joined,
+                    "{name}"
+                );
+            }
+            *out = predicted_document(document, &spans);
+        }
+        let report = evaluate_corpus(&corpus, &predicted).unwrap();
+        assert_eq!(report.strict.micro.f1, 1.0, "{name}");
+    }
+}

@@ -486,6 +486,48 @@ impl Sae {
         Ok(out)
     }
 
+    /// The same TopK SAE with BatchTopK's inference rule: a feature fires where its
+    /// pre-activation exceeds one global threshold, chosen so that the mean L0 over the rows
+    /// `x [n, d_in]` equals `k` (Bussmann et al., 2024). A per-feature rule makes encoding a
+    /// subset of features exact ([`Sae::feature_subset`]), which TopK's per-token competition
+    /// does not allow; the rows should be held-out residuals of the SAE's layer.
+    pub fn with_batch_topk_threshold(&self, x: &[f32]) -> Result<Sae> {
+        let Activation::TopK { k } = self.config.activation else {
+            return Err(Error::Input(format!(
+                "a BatchTopK threshold is derived from a TopK SAE, not {}",
+                self.config.activation
+            )));
+        };
+        let (d_in, d_sae) = (self.config.d_in, self.config.d_sae);
+        let n = input_rows(x, d_in, "with_batch_topk_threshold")?;
+        if n == 0 {
+            return Err(Error::Input("no rows to estimate a threshold on".into()));
+        }
+        // Two passes keep memory at O(n·k): the (n·k)-th largest of each row's 4k largest
+        // values is a lower bound on the true threshold (a subset's order statistic never
+        // exceeds the whole set's), and every value above the true threshold is at least
+        // that bound, so the second pass selects exactly among them.
+        let keep = (4 * k).min(d_sae);
+        let rank = n * k - 1;
+        let mut candidates: Vec<f32> = Vec::with_capacity(n * keep);
+        self.for_each_pre_activation_row(x, |row| {
+            row.select_nth_unstable_by(keep - 1, |a, b| b.total_cmp(a));
+            candidates.extend_from_slice(&row[..keep]);
+        });
+        candidates.select_nth_unstable_by(rank, |a, b| b.total_cmp(a));
+        let bound = candidates[rank];
+        candidates.clear();
+        self.for_each_pre_activation_row(x, |row| {
+            candidates.extend(row.iter().filter(|&&v| v >= bound));
+        });
+        candidates.select_nth_unstable_by(rank, |a, b| b.total_cmp(a));
+        let threshold = candidates[rank].max(0.0);
+        let mut sae = self.clone();
+        sae.config.activation = Activation::BatchTopK { k, threshold };
+        sae.id = OnceLock::new();
+        Ok(sae)
+    }
+
     /// The same SAE with `apply_b_dec_to_input` set to `apply`, re-expressed exactly (up to
     /// rounding) by moving `b_dec·W_enc` into `b_enc`: `(x − b_dec)·W + b = x·W + (b − b_dec·W)`.
     /// Writers use it for formats that fix the convention.
@@ -504,6 +546,17 @@ impl Sae {
         sae.config.apply_b_dec_to_input = apply;
         sae.id = OnceLock::new();
         Cow::Owned(sae)
+    }
+
+    /// Calls `f` with each row's pre-activations, computed a chunk of rows at a time.
+    fn for_each_pre_activation_row(&self, x: &[f32], mut f: impl FnMut(&mut [f32])) {
+        let (d_in, d_sae) = (self.config.d_in, self.config.d_sae);
+        let mut pre = Vec::new();
+        for chunk in x.chunks(CHUNK_ROWS * d_in) {
+            pre.resize(chunk.len() / d_in * d_sae, 0.0);
+            self.pre_activations(chunk, &mut pre);
+            pre.chunks_exact_mut(d_sae).for_each(&mut f);
+        }
     }
 
     /// `pre = (x − b_dec?)·W_enc + b_enc` for whole rows `x`, into `pre [n, d_sae]`.
@@ -745,6 +798,50 @@ mod tests {
             assert_eq!(code.ids, expected, "k = {k}");
             assert!(code.values.iter().all(|&v| v > 0.0));
         }
+    }
+
+    #[test]
+    fn batch_topk_threshold_gives_mean_l0_k_and_exact_subsets() {
+        let (d_in, d_sae, k, n) = (8, 64, 4, 50);
+        let config = SaeConfig::new(d_in, d_sae, Activation::TopK { k });
+        let sae = Sae::new(
+            config,
+            noise(d_in * d_sae, 1),
+            noise(d_sae, 2),
+            noise(d_sae * d_in, 3),
+            noise(d_in, 4),
+            None,
+        )
+        .unwrap();
+        let x = noise(n * d_in, 5);
+        let thresholded = sae.with_batch_topk_threshold(&x).unwrap();
+        assert!(matches!(
+            thresholded.config().activation,
+            Activation::BatchTopK { k: 4, .. }
+        ));
+        assert_ne!(thresholded.id(), sae.id());
+        let codes = thresholded.encode_sparse(&x).unwrap();
+        let active: usize = codes.iter().map(|c| c.ids.len()).sum();
+        // The threshold is the (n·k)-th largest value and firing is strict `>`.
+        assert_eq!(active, n * k - 1);
+        let features = [0, 7, 33, 63];
+        let subset = thresholded.encode_features(&x, &features).unwrap();
+        let dense = thresholded.encode_dense(&x).unwrap();
+        for t in 0..n {
+            for (c, &f) in features.iter().enumerate() {
+                assert_eq!(subset[t * 4 + c], dense[t * d_sae + f as usize]);
+            }
+        }
+        let relu = Sae::new(
+            SaeConfig::new(d_in, d_sae, Activation::Relu),
+            noise(d_in * d_sae, 1),
+            noise(d_sae, 2),
+            noise(d_sae * d_in, 3),
+            noise(d_in, 4),
+            None,
+        )
+        .unwrap();
+        assert!(relu.with_batch_topk_threshold(&x).is_err());
     }
 
     #[test]

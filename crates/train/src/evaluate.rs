@@ -45,7 +45,7 @@ pub struct EvalReport {
     pub documents: usize,
 }
 
-/// Runs the model over `documents` (each cut into pieces of at most 1,024 tokens, BOS
+/// Runs the model over `documents` (each cut into pieces of at most [`PIECE`] tokens, BOS
 /// first, so no text is dropped and no piece needs windowing) until the token budgets are
 /// spent, and measures `sae` there.
 pub fn evaluate(
@@ -55,7 +55,6 @@ pub fn evaluate(
     documents: &[String],
     options: &EvalOptions,
 ) -> Result<EvalReport> {
-    const PIECE: usize = 1024;
     let d = sae.config().d_in;
     let lm = |e: saener_lm::Error| Error::Invalid(e.to_string());
     let sae_err = |e: saener_sae::Error| Error::Invalid(e.to_string());
@@ -67,60 +66,54 @@ pub fn evaluate(
     let (mut ce_clean, mut ce_spliced, mut ce_zero, mut ce_n) = (0f64, 0f64, 0f64, 0usize);
     let mut used_documents = 0;
 
-    'documents: for text in documents {
-        let ids = tokenizer.encode_without_bos(text).ids;
-        used_documents += 1;
-        for piece in ids.chunks(PIECE - 1) {
-            if tokens >= options.max_tokens && ce_n >= options.ce_tokens {
-                break 'documents;
-            }
-            let ids: Vec<u32> = std::iter::once(tokenizer.bos_id())
-                .chain(piece.iter().copied())
-                .collect();
-            let rows = model
-                .resid_post(&ids, options.layer)
-                .and_then(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
-                .map_err(lm)?;
-            let x = &rows[d..];
-            let codes = sae.encode_sparse(x).map_err(sae_err)?;
-            let recon = sae.decode_sparse(&codes).map_err(sae_err)?;
+    for (document, ids) in pieces(tokenizer, documents) {
+        if tokens >= options.max_tokens && ce_n >= options.ce_tokens {
+            break;
+        }
+        used_documents = document + 1;
+        let rows = model
+            .resid_post(&ids, options.layer)
+            .and_then(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
+            .map_err(lm)?;
+        let x = &rows[d..];
+        let codes = sae.encode_sparse(x).map_err(sae_err)?;
+        let recon = sae.decode_sparse(&codes).map_err(sae_err)?;
 
-            if tokens < options.max_tokens {
-                for (code, (row, rec)) in codes
-                    .iter()
-                    .zip(x.chunks_exact(d).zip(recon.chunks_exact(d)))
-                {
-                    active += code.ids.len();
-                    for &f in &code.ids {
-                        fired[f as usize] = true;
-                    }
-                    for ((s, &v), &r) in sum.iter_mut().zip(row).zip(rec) {
-                        *s += f64::from(v);
-                        sum_sq += f64::from(v) * f64::from(v);
-                        err_sq += f64::from(v - r) * f64::from(v - r);
-                    }
+        if tokens < options.max_tokens {
+            for (code, (row, rec)) in codes
+                .iter()
+                .zip(x.chunks_exact(d).zip(recon.chunks_exact(d)))
+            {
+                active += code.ids.len();
+                for &f in &code.ids {
+                    fired[f as usize] = true;
                 }
-                tokens += x.len() / d;
+                for ((s, &v), &r) in sum.iter_mut().zip(row).zip(rec) {
+                    *s += f64::from(v);
+                    sum_sq += f64::from(v) * f64::from(v);
+                    err_sq += f64::from(v - r) * f64::from(v - r);
+                }
             }
+            tokens += x.len() / d;
+        }
 
-            if ce_n < options.ce_tokens {
-                let mean = |losses: Vec<f32>| losses.iter().map(|&l| f64::from(l)).sum::<f64>();
-                let clean = model
-                    .next_token_losses(&ids, options.layer, &|_| {})
-                    .map_err(lm)?;
-                let spliced = model
-                    .next_token_losses(&ids, options.layer, &|r: &mut [f32]| {
-                        r[d..].copy_from_slice(&recon)
-                    })
-                    .map_err(lm)?;
-                let zero = model
-                    .next_token_losses(&ids, options.layer, &|r: &mut [f32]| r[d..].fill(0.0))
-                    .map_err(lm)?;
-                ce_n += clean.len();
-                ce_clean += mean(clean);
-                ce_spliced += mean(spliced);
-                ce_zero += mean(zero);
-            }
+        if ce_n < options.ce_tokens {
+            let mean = |losses: Vec<f32>| losses.iter().map(|&l| f64::from(l)).sum::<f64>();
+            let clean = model
+                .next_token_losses(&ids, options.layer, &|_| {})
+                .map_err(lm)?;
+            let spliced = model
+                .next_token_losses(&ids, options.layer, &|r: &mut [f32]| {
+                    r[d..].copy_from_slice(&recon)
+                })
+                .map_err(lm)?;
+            let zero = model
+                .next_token_losses(&ids, options.layer, &|r: &mut [f32]| r[d..].fill(0.0))
+                .map_err(lm)?;
+            ce_n += clean.len();
+            ce_clean += mean(clean);
+            ce_spliced += mean(spliced);
+            ce_zero += mean(zero);
         }
     }
     if tokens == 0 || ce_n == 0 {
@@ -147,4 +140,53 @@ pub fn evaluate(
         layer: options.layer,
         documents: used_documents,
     })
+}
+
+/// Longest piece a held-out document is cut into, BOS included.
+pub const PIECE: usize = 1024;
+
+/// `(document index, BOS + up to PIECE − 1 token ids)` for each piece of each document.
+fn pieces<'a>(
+    tokenizer: &'a Tokenizer,
+    documents: &'a [String],
+) -> impl Iterator<Item = (usize, Vec<u32>)> + 'a {
+    documents.iter().enumerate().flat_map(move |(i, text)| {
+        let ids = tokenizer.encode_without_bos(text).ids;
+        ids.chunks(PIECE - 1)
+            .map(|piece| {
+                std::iter::once(tokenizer.bos_id())
+                    .chain(piece.iter().copied())
+                    .collect()
+            })
+            .map(|piece| (i, piece))
+            .collect::<Vec<_>>()
+    })
+}
+
+/// Residuals `[n, d_model]` after block `layer` of the first `max_tokens` non-BOS tokens of
+/// `documents`, cut into pieces as [`evaluate`] does: the rows an SAE statistic is taken on.
+pub fn held_out_rows(
+    model: &Gemma3,
+    tokenizer: &Tokenizer,
+    documents: &[String],
+    layer: usize,
+    max_tokens: usize,
+) -> Result<Vec<f32>> {
+    let d = model.config().hidden_size;
+    let mut out = Vec::new();
+    for (_, ids) in pieces(tokenizer, documents) {
+        if out.len() >= max_tokens * d {
+            break;
+        }
+        let rows = model
+            .resid_post(&ids, layer)
+            .and_then(|t| Ok(t.flatten_all()?.to_vec1::<f32>()?))
+            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let take = (max_tokens * d - out.len()).min(rows.len() - d);
+        out.extend_from_slice(&rows[d..d + take]);
+    }
+    if out.is_empty() {
+        return Err(Error::Invalid("the held-out text has no tokens".into()));
+    }
+    Ok(out)
 }

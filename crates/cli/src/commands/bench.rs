@@ -1,9 +1,10 @@
-use crate::commands::io::model_path;
+use crate::commands::io::{model_path, sae_path};
+use crate::commands::stack::load_profile;
 use anyhow::{Context, Result};
 use saener_lm::gemma3::{Gemma3, LoadOptions};
 use saener_lm::residuals::{ExtractOptions, Extractor};
 use saener_lm::Tokenizer;
-use saener_ner::{read_conll, ConllOptions, DocumentMode};
+use saener_ner::{read_conll, Annotator, ConllOptions, Document, DocumentMode};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -30,6 +31,13 @@ pub struct Args {
     /// GGUF model (default: Gemma 3 270M in $SAENER_HOME, fetched if missing).
     #[arg(long)]
     model: Option<PathBuf>,
+    /// Also time `annotate` end to end with this profile (path or shipped name), beside the
+    /// forward pass alone to the SAE's layer, at each batch size, in the same run.
+    #[arg(long)]
+    profile: Option<String>,
+    /// SAE for --profile (default: the shipped one).
+    #[arg(long)]
+    sae: Option<PathBuf>,
 }
 
 /// Prints tokens/s of tokenize + forward to each layer at each batch size, the model load
@@ -43,23 +51,36 @@ pub fn run(args: Args) -> Result<()> {
         },
     )?
     .corpus;
-    let sentences: Vec<String> = corpus
+    let documents: Vec<Document> = corpus
         .documents
         .into_iter()
-        .map(|d| d.text)
-        .filter(|t| !t.trim().is_empty())
+        .filter(|d| !d.text.trim().is_empty())
         .take(args.sentences)
         .collect();
+    let sentences: Vec<String> = documents.iter().map(|d| d.text.clone()).collect();
     if let Some(path) = &args.write_sentences {
         std::fs::write(path, sentences.join("\n") + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
     let texts: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let model_file = model_path(args.model)?;
+    let annotate = match &args.profile {
+        Some(name) => {
+            let profile = load_profile(name)?;
+            let sae = saener_sae::load_any(sae_path(args.sae.clone()))?;
+            let layer = sae
+                .config()
+                .hook_layer
+                .context("the SAE records no hook layer")?;
+            Some((profile, sae, layer))
+        }
+        None => None,
+    };
     let max_layer = args
         .layers
         .iter()
         .copied()
+        .chain(annotate.as_ref().map(|a| a.2))
         .max()
         .context("--layers is empty")?;
 
@@ -103,6 +124,43 @@ pub fn run(args: Args) -> Result<()> {
                 "| {layer} | {batch_size} | {:.0} | {:.0} |",
                 rates[rates.len() - 1],
                 rates[rates.len() / 2]
+            );
+        }
+    }
+    if let Some((profile, sae, layer)) = &annotate {
+        println!(
+            "\nannotate end to end (tokenize, blocks 0..={layer}, {} of {} SAE features, decode) beside the forward pass alone, same inputs, repeats interleaved:",
+            profile.features().len(),
+            sae.config().d_sae
+        );
+        println!(
+            "| batch | forward best tok/s | annotate best tok/s | annotate cost over forward |"
+        );
+        println!("|---|---|---|---|");
+        for &batch_size in &args.batch_sizes {
+            let extractor = Extractor {
+                tokenizer: &tokenizer,
+                model: &model,
+                options: ExtractOptions {
+                    batch_size,
+                    ..ExtractOptions::new(*layer)
+                },
+            };
+            let annotator = Annotator::new(extractor, sae, profile, profile.decoding)?;
+            let (mut forward, mut full) = (f64::INFINITY, f64::INFINITY);
+            for _ in 0..args.repeats.max(1) {
+                let start = Instant::now();
+                extractor.run(&texts, |_| {})?;
+                forward = forward.min(start.elapsed().as_secs_f64());
+                let start = Instant::now();
+                annotator.annotate(&documents)?;
+                full = full.min(start.elapsed().as_secs_f64());
+            }
+            println!(
+                "| {batch_size} | {:.0} | {:.0} | {:+.1} % |",
+                tokens as f64 / forward,
+                tokens as f64 / full,
+                100.0 * (full / forward - 1.0)
             );
         }
     }

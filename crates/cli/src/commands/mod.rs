@@ -1,10 +1,14 @@
 //! One module per subcommand: argument struct + `run`.
 
+pub mod annotate;
 pub mod bench;
+pub mod calibrate;
 pub mod corpus;
+pub mod eval;
 pub mod fetch;
 pub mod io;
 pub mod progress;
 pub mod residuals;
 pub mod sae;
+pub mod stack;
 pub mod tokenize;

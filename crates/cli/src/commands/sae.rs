@@ -40,6 +40,26 @@ ce_tokens tokens), ce_loss_recovered = (ce_zero_ablation - ce_spliced) / (ce_zer
         #[arg(long, default_value_t = 4096)]
         ce_tokens: usize,
     },
+    /// Give a TopK SAE BatchTopK's inference rule: one global firing threshold, set so that
+    /// the mean number of active features on held-out text is k. Encoding then depends on
+    /// each feature alone, so `annotate` can encode only a profile's features, exactly.
+    Threshold {
+        /// Held-out text: JSONL with a "text" field per line, or plain text, one document per line.
+        #[arg(long)]
+        text: PathBuf,
+        /// A TopK SAE folder or file in any supported format.
+        #[arg(long)]
+        sae: PathBuf,
+        /// Where to write the thresholded SAE (Gemma Scope 2 layout).
+        #[arg(long)]
+        out: PathBuf,
+        /// GGUF model (default: Gemma 3 270M in $SAENER_HOME, fetched if missing).
+        #[arg(long)]
+        model: Option<PathBuf>,
+        /// Tokens (BOS excluded) the threshold is estimated on.
+        #[arg(long, default_value_t = 65536)]
+        max_tokens: usize,
+    },
     /// Train a TopK SAE (AuxK against dead latents) on an activation store.
     ///
     /// Checkpoints go to OUT every --checkpoint-every steps; re-running the same command
@@ -116,6 +136,42 @@ pub fn run(command: Command) -> Result<()> {
                 },
             )?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
+        Command::Threshold {
+            text,
+            sae,
+            out,
+            model,
+            max_tokens,
+        } => {
+            let sae = saener_sae::load_any(&sae)?;
+            let layer = sae
+                .config()
+                .hook_layer
+                .context("the SAE records no hook layer")?;
+            let model_file = crate::commands::io::model_path(model)?;
+            let tokenizer = saener_lm::Tokenizer::from_gguf(&model_file)?;
+            let model = saener_lm::gemma3::Gemma3::load(
+                &model_file,
+                saener_lm::gemma3::LoadOptions {
+                    max_layer: Some(layer),
+                },
+            )?;
+            sae.check_compatible(model.config().hidden_size, layer)?;
+            let documents = crate::commands::io::read_documents(&text)?;
+            let rows = saener_train::evaluate::held_out_rows(
+                &model, &tokenizer, &documents, layer, max_tokens,
+            )?;
+            let thresholded = sae.with_batch_topk_threshold(&rows)?;
+            let dtype = sae.source().map_or(Dtype::F32, |s| s.dtype);
+            saener_sae::format::gemmascope2::save(&thresholded, &out, dtype)?;
+            println!("{}", thresholded.config().activation);
+            eprintln!(
+                "saener: threshold from {} tokens; SAE written to {}",
+                rows.len() / sae.config().d_in,
+                out.display()
+            );
             Ok(())
         }
         Command::Train {

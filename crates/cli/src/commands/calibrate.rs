@@ -1,0 +1,287 @@
+use anyhow::{Context as _, Result};
+use saener_ner::{
+    sweep, CalibrationParams, Combine, CountedTokens, DecodeParams, EncodedCorpus, FeatureCounts,
+    Grid, Profile, Smoothing, WordPooling,
+};
+use std::path::PathBuf;
+
+use crate::commands::stack::{read_corpus, CacheArgs, Context, Stack, StackArgs};
+
+#[derive(clap::Args)]
+#[command(after_help = "Example (the shipped CoNLL-2003 profile):\n  \
+saener calibrate --data ../shared/data/conll2003/train.conll --dev ../shared/data/conll2003/dev.conll \\\n    \
+--out conll2003.json --sweep-out conll2003-sweep.json\n\n\
+List-valued options (comma-separated) form a grid; with --dev every combination is calibrated \
+on --data, decoded on --dev and scored by strict micro F1, and the best is kept. Without --dev \
+each option takes one value. The test split never belongs in either file.")]
+pub struct Args {
+    /// Labelled calibration data: CoNLL columns, or JSONL with character spans (.jsonl).
+    #[arg(long)]
+    data: PathBuf,
+    /// Labelled development data to choose the parameters on.
+    #[arg(long)]
+    dev: Option<PathBuf>,
+    /// Instead of --dev, choose the parameters on this fraction of --data's documents (the
+    /// last ones), calibrated on the rest; the profile is then counted on all of --data.
+    /// For benchmarks whose dev split is the one reported.
+    #[arg(long, conflicts_with = "dev")]
+    holdout: Option<f64>,
+    /// Where to write the profile (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Where to write every grid point's dev scores (JSON), with --dev or --holdout.
+    #[arg(long)]
+    sweep_out: Option<PathBuf>,
+    /// Entity types to calibrate (default: every type in --data).
+    #[arg(long, value_delimiter = ',')]
+    labels: Vec<String>,
+    /// Context each sentence is read in.
+    #[arg(long, value_enum, default_value_t = Context::Document)]
+    context: Context,
+    /// Which tokens of a word are counted: all, word_first or word_last (the one `last`
+    /// pooling reads).
+    #[arg(long, value_delimiter = ',', default_value = "all", value_parser = serde_name::<CountedTokens>)]
+    counted_tokens: Vec<CountedTokens>,
+    /// Firing thresholds τ: a feature votes where its activation exceeds τ.
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    tau: Vec<f32>,
+    /// Minimum smoothed precision of a kept (feature, type) row.
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    p_min: Vec<f64>,
+    /// Minimum support (firing tokens) of a kept row.
+    #[arg(long, value_delimiter = ',', default_value = "5")]
+    s_min: Vec<u32>,
+    /// Precision smoothing: wilson (lower bound of the Wilson interval at --wilson-z) or
+    /// raw (hits / support).
+    #[arg(long, value_delimiter = ',', default_value = "wilson")]
+    smoothing: Vec<SmoothingName>,
+    /// Standard deviations of the Wilson lower bound.
+    #[arg(long, default_value_t = 1.96)]
+    wilson_z: f64,
+    /// Also calibrate boundary features (true/false), which split adjacent same-type entities.
+    #[arg(long, value_delimiter = ',', default_value = "false")]
+    boundaries: Vec<bool>,
+    /// How a token's votes combine: noisy_or or max.
+    #[arg(long, value_delimiter = ',', default_value = "noisy_or", value_parser = serde_name::<Combine>)]
+    combine: Vec<Combine>,
+    /// Which of a word's tokens decides it: last, first, max or mean.
+    #[arg(long, value_delimiter = ',', default_value = "last", value_parser = serde_name::<WordPooling>)]
+    pooling: Vec<WordPooling>,
+    /// Minimum word score for a label.
+    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    threshold: Vec<f64>,
+    /// Hysteresis: words next to an entity join it when their score for its type reaches
+    /// this (`none`: off).
+    #[arg(long, value_delimiter = ',', default_value = "none", value_parser = parse_extend)]
+    extend: Vec<Option<f64>>,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum SmoothingName {
+    Wilson,
+    Raw,
+}
+
+/// Parses a library enum by its serde name (`noisy_or`, `last`), so the CLI and the profile
+/// JSON spell values the same way.
+pub fn serde_name<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
+
+/// `none` or a number.
+pub fn parse_extend(s: &str) -> std::result::Result<Option<f64>, String> {
+    match s {
+        "none" => Ok(None),
+        _ => s.parse().map(Some).map_err(|e| format!("{s}: {e}")),
+    }
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let smoothings: Vec<Smoothing> = args
+        .smoothing
+        .iter()
+        .map(|s| match s {
+            SmoothingName::Wilson => Smoothing::Wilson { z: args.wilson_z },
+            SmoothingName::Raw => Smoothing::Beta {
+                alpha: 0.0,
+                beta: 0.0,
+            },
+        })
+        .collect();
+    let grid = Grid {
+        taus: args.tau.clone(),
+        p_mins: args.p_min.clone(),
+        s_mins: args.s_min.clone(),
+        smoothings,
+        boundaries: args.boundaries.clone(),
+        combines: args.combine.clone(),
+        poolings: args.pooling.clone(),
+        thresholds: args.threshold.clone(),
+        extends: args.extend.clone(),
+    };
+    let lists = [
+        ("--counted-tokens", args.counted_tokens.len()),
+        ("--tau", grid.taus.len()),
+        ("--p-min", grid.p_mins.len()),
+        ("--s-min", grid.s_mins.len()),
+        ("--smoothing", grid.smoothings.len()),
+        ("--boundaries", grid.boundaries.len()),
+        ("--combine", grid.combines.len()),
+        ("--pooling", grid.poolings.len()),
+        ("--threshold", grid.thresholds.len()),
+        ("--extend", grid.extends.len()),
+    ];
+    let tuned = args.dev.is_some() || args.holdout.is_some();
+    if args.holdout.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
+        anyhow::bail!("--holdout: expected a fraction between 0 and 1");
+    }
+    if args.sweep_out.is_some() && !tuned {
+        anyhow::bail!("--sweep-out needs --dev or --holdout");
+    }
+    if !tuned {
+        if let Some((name, _)) = lists.iter().find(|(_, n)| *n != 1) {
+            anyhow::bail!(
+                "{name} lists several values: a grid needs --dev or --holdout to choose among them"
+            );
+        }
+    }
+
+    let stack = Stack::load(&args.stack)?;
+    let train = read_corpus(&args.data, args.context)?;
+    let labels = if args.labels.is_empty() {
+        train.labels().into_iter().collect()
+    } else {
+        args.labels.clone()
+    };
+    let origin = stack.origin(&train);
+    eprintln!("saener: encoding {}", args.data.display());
+    let started = std::time::Instant::now();
+    let mut train = stack.encode(train, &args.cache)?;
+    let encoded_secs = started.elapsed().as_secs_f64();
+    let count = |corpus: &EncodedCorpus| {
+        args.counted_tokens
+            .iter()
+            .map(|&counted| {
+                FeatureCounts::from_corpus(
+                    corpus,
+                    stack.sae.config().d_sae,
+                    labels.clone(),
+                    grid.taus.clone(),
+                    counted,
+                )
+            })
+            .collect::<saener_ner::Result<Vec<_>>>()
+    };
+    let (dev, dev_name) = match (&args.dev, args.holdout) {
+        (Some(path), _) => {
+            let dev = read_corpus(path, args.context)?;
+            eprintln!("saener: encoding {}", path.display());
+            (
+                Some(stack.encode(dev, &args.cache)?),
+                path.display().to_string(),
+            )
+        }
+        (None, Some(fraction)) => {
+            let n = train.corpus.documents.len();
+            let at = n - ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+            let name = format!("the last {} documents of {}", n - at, args.data.display());
+            (Some(train.split_off(at)), name)
+        }
+        (None, None) => (None, String::new()),
+    };
+    let started = std::time::Instant::now();
+    let mut counts = count(&train)?;
+    let counted_secs = started.elapsed().as_secs_f64();
+    let (chosen, calibration, decoding) = match &dev {
+        None => (
+            0,
+            CalibrationParams {
+                tau: grid.taus[0],
+                p_min: grid.p_mins[0],
+                s_min: grid.s_mins[0],
+                smoothing: grid.smoothings[0],
+                boundaries: grid.boundaries[0],
+            },
+            DecodeParams {
+                combine: grid.combines[0],
+                pooling: grid.poolings[0],
+                threshold: grid.thresholds[0],
+                extend: grid.extends[0],
+            },
+        ),
+        Some(dev) => {
+            let bar = indicatif::ProgressBar::new(0).with_style(
+                indicatif::ProgressStyle::with_template(
+                    "{elapsed_precise} [{bar:30}] {pos}/{len} parameter sets (ETA {eta})",
+                )
+                .expect("valid template"),
+            );
+            let (trials, best) = sweep(&origin, &counts, dev, &grid, |done, total| {
+                bar.set_length(total as u64);
+                bar.set_position(done as u64);
+            })?;
+            bar.finish_and_clear();
+            if let Some(path) = &args.sweep_out {
+                std::fs::write(path, serde_json::to_string_pretty(&trials)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let t = &trials[best];
+            eprintln!(
+                "saener: best of {} parameter sets on {dev_name}: strict micro F1 {:.4} (P {:.4}, R {:.4})",
+                trials.len(),
+                t.f1,
+                t.precision,
+                t.recall
+            );
+            (
+                best / (trials.len() / counts.len()),
+                t.calibration,
+                t.decoding,
+            )
+        }
+    };
+    if args.holdout.is_some() {
+        // The held-out documents chose the parameters; the profile counts them too.
+        let held_out = count(dev.as_ref().expect("split above"))?;
+        for (all, part) in counts.iter_mut().zip(&held_out) {
+            all.merge(part)?;
+        }
+    }
+    eprintln!(
+        "saener: counted {} tokens ({}); codes ready in {encoded_secs:.1} s, counted in {counted_secs:.1} s",
+        counts[chosen].tokens(),
+        counts[chosen]
+            .labels()
+            .iter()
+            .zip(counts[chosen].label_tokens())
+            .map(|(l, n)| format!("{l} {n}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let profile = Profile::calibrate(origin, &counts[chosen], calibration, decoding)?;
+    profile.save(&args.out)?;
+    let mut per_label: Vec<String> = Vec::new();
+    for label in &profile.labels {
+        let n = profile.rows.iter().filter(|r| &r.label == label).count();
+        per_label.push(format!("{label} {n}"));
+    }
+    eprintln!(
+        "saener: wrote {} ({} rows: {}; counted {:?}, tau {}, p_min {}, s_min {}, boundaries {}, {:?}, {:?} pooling, threshold {})",
+        args.out.display(),
+        profile.rows.len(),
+        per_label.join(", "),
+        profile.counted_tokens,
+        calibration.tau,
+        calibration.p_min,
+        calibration.s_min,
+        calibration.boundaries,
+        decoding.combine,
+        decoding.pooling,
+        decoding.threshold
+    );
+    Ok(())
+}

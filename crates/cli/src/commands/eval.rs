@@ -1,0 +1,135 @@
+use anyhow::{Context as _, Result};
+use saener_ner::{evaluate_corpus, Combine, Decoder, EvalReport, Prf, WordPooling};
+use serde::Serialize;
+use std::path::PathBuf;
+
+use crate::commands::calibrate::serde_name;
+use crate::commands::stack::{load_profile, read_corpus, CacheArgs, Context, Stack, StackArgs};
+
+#[derive(clap::Args)]
+#[command(
+    after_help = "Scores are entity-level exact match: seqeval strict (IOB2) and \
+conlleval counting, micro and macro, per type, plus an error breakdown. --json writes \
+{\"strict\",\"conlleval\"} (each with micro, macro and per_type: precision, recall, f1 as \
+fractions) and \"errors\".\n\nExample:\n  \
+saener eval --profile conll2003 --data ../shared/data/conll2003/test.conll --json conll-test.json"
+)]
+pub struct Args {
+    /// Profile: a path, or the name of a shipped one (conll2003, ncbi_disease, bc5cdr).
+    #[arg(long)]
+    profile: String,
+    /// Labelled data: CoNLL columns, or JSONL with character spans (.jsonl).
+    #[arg(long)]
+    data: PathBuf,
+    /// Write the full report as JSON here.
+    #[arg(long)]
+    json: Option<PathBuf>,
+    /// Write the predictions as a CoNLL file here (the data's words, predicted tags).
+    #[arg(long)]
+    predictions: Option<PathBuf>,
+    /// Context each sentence is read in.
+    #[arg(long, value_enum, default_value_t = Context::Document)]
+    context: Context,
+    /// Override the profile's decision threshold.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Override the profile's hysteresis threshold (`none`: off).
+    #[arg(long, value_parser = crate::commands::calibrate::parse_extend)]
+    extend: Option<Option<f64>>,
+    /// Override the profile's vote combination (noisy_or or max).
+    #[arg(long, value_parser = serde_name::<Combine>)]
+    combine: Option<Combine>,
+    /// Override the profile's word pooling (last, first, max or mean).
+    #[arg(long, value_parser = serde_name::<WordPooling>)]
+    pooling: Option<WordPooling>,
+    #[command(flatten)]
+    stack: StackArgs,
+    #[command(flatten)]
+    cache: CacheArgs,
+}
+
+/// The JSON report: the metrics plus what they were measured on.
+#[derive(Serialize)]
+struct Report<'a> {
+    #[serde(flatten)]
+    report: &'a EvalReport,
+    data: String,
+    data_checksum: String,
+    profile: String,
+    context: String,
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let profile = load_profile(&args.profile)?;
+    let mut params = profile.decoding;
+    params.threshold = args.threshold.unwrap_or(params.threshold);
+    params.combine = args.combine.unwrap_or(params.combine);
+    params.pooling = args.pooling.unwrap_or(params.pooling);
+    params.extend = args.extend.unwrap_or(params.extend);
+
+    let stack = Stack::load(&args.stack)?;
+    stack.check(&profile)?;
+    let gold = read_corpus(&args.data, args.context)?;
+    if gold.checksum() == profile.origin.data_checksum {
+        eprintln!(
+            "saener: warning: {} is the data this profile was calibrated on: these scores are not held-out",
+            args.data.display()
+        );
+    }
+    let data_checksum = gold.checksum();
+    let encoded = stack.encode(gold, &args.cache)?;
+    let predicted = Decoder::new(&profile, params)?.predict_corpus(&encoded)?;
+    let report = evaluate_corpus(&encoded.corpus, &predicted)?;
+
+    if let Some(path) = &args.predictions {
+        std::fs::write(path, predicted.to_conll())
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    if let Some(path) = &args.json {
+        let full = Report {
+            report: &report,
+            data: args.data.display().to_string(),
+            data_checksum,
+            profile: args.profile.clone(),
+            context: format!("{:?}", args.context).to_lowercase(),
+        };
+        std::fs::write(path, serde_json::to_string_pretty(&full)?)
+            .with_context(|| format!("writing {}", path.display()))?;
+    }
+    print!("{}", table(&report));
+    Ok(())
+}
+
+/// The report as a plain-text table (percentages).
+fn table(report: &EvalReport) -> String {
+    let line = |name: &str, p: &Prf| {
+        format!(
+            "{name:<14} {:>7.2} {:>7.2} {:>7.2} {:>7} {:>7} {:>7}\n",
+            100.0 * p.precision,
+            100.0 * p.recall,
+            100.0 * p.f1,
+            p.correct,
+            p.predicted,
+            p.support
+        )
+    };
+    let mut out = String::new();
+    for (name, scores) in [("strict", &report.strict), ("conlleval", &report.conlleval)] {
+        out += &format!(
+            "{name:<14} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}\n",
+            "P", "R", "F1", "correct", "pred", "gold"
+        );
+        for (label, prf) in &scores.per_type {
+            out += &line(&format!("  {label}"), prf);
+        }
+        out += &line("  micro", &scores.micro);
+        out += &line("  macro", &scores.macro_);
+        out += "\n";
+    }
+    let e = &report.errors;
+    out += &format!(
+        "errors: {} missed, {} spurious, {} boundary, {} type, {} boundary+type\n",
+        e.missed, e.spurious, e.boundary, e.type_, e.boundary_type
+    );
+    out
+}

@@ -1,0 +1,224 @@
+//! What `calibrate`, `eval` and `annotate` share: loading the model and SAE, reading a
+//! labelled corpus in the chosen context, encoding it through the code cache, and finding a
+//! profile by name.
+
+use anyhow::{Context as _, Result};
+use saener_lm::gemma3::{Gemma3, LoadOptions};
+use saener_lm::residuals::{ExtractOptions, Extractor};
+use saener_lm::Tokenizer;
+use saener_ner::{CodeEncoder, ConllOptions, Corpus, EncodedCorpus, Origin, Profile};
+use saener_sae::Sae;
+use std::path::{Path, PathBuf};
+
+use crate::commands::io::{model_path, sae_path};
+
+/// Model, SAE and what to run them with; flattened into each NER subcommand.
+#[derive(clap::Args, Clone)]
+pub struct StackArgs {
+    /// SAE folder or file in any supported format (default: the SAE shipped in models/).
+    #[arg(long)]
+    pub sae: Option<PathBuf>,
+    /// GGUF model (default: Gemma 3 270M in $SAENER_HOME, fetched if missing).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+}
+
+/// What context each sentence of a labelled corpus is read in.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Context {
+    /// The whole document (CoNLL `-DOCSTART-` documents; a JSONL record): each sentence
+    /// sees the sentences before it.
+    Document,
+    /// Each sentence alone.
+    Sentence,
+}
+
+/// Where codes are cached: `--cache DIR`, else `$SAENER_HOME/codes`; `--no-cache` for none.
+#[derive(clap::Args, Clone)]
+pub struct CacheArgs {
+    /// Folder for cached SAE codes of labelled corpora (default: $SAENER_HOME/codes).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Neither read nor write cached codes.
+    #[arg(long, conflicts_with = "cache")]
+    pub no_cache: bool,
+}
+
+impl CacheArgs {
+    pub fn root(&self) -> Option<PathBuf> {
+        if self.no_cache {
+            return None;
+        }
+        Some(
+            self.cache
+                .clone()
+                .unwrap_or_else(|| saener_lm::saener_home().join("codes")),
+        )
+    }
+}
+
+/// A loaded model and SAE.
+pub struct Stack {
+    pub tokenizer: Tokenizer,
+    pub model: Gemma3,
+    pub sae: Sae,
+    pub layer: usize,
+    /// SHA-256 of the model file.
+    pub model_id: String,
+    pub batch_size: usize,
+}
+
+impl Stack {
+    /// Loads the SAE, then the model up to the SAE's layer only.
+    pub fn load(args: &StackArgs) -> Result<Stack> {
+        let sae = saener_sae::load_any(sae_path(args.sae.clone()))?;
+        let layer = sae
+            .config()
+            .hook_layer
+            .context("the SAE records no hook layer, so saener cannot tell which layer it reads")?;
+        let model_file = model_path(args.model.clone())?;
+        let model_id = saener_lm::fetch::sha256_file(&model_file)?;
+        let tokenizer = Tokenizer::from_gguf(&model_file)?;
+        let model = Gemma3::load(
+            &model_file,
+            LoadOptions {
+                max_layer: Some(layer),
+            },
+        )?;
+        sae.check_compatible(model.config().hidden_size, layer)?;
+        Ok(Stack {
+            tokenizer,
+            model,
+            sae,
+            layer,
+            model_id,
+            batch_size: args.batch_size,
+        })
+    }
+
+    pub fn encoder(&self) -> CodeEncoder<'_> {
+        CodeEncoder {
+            extractor: Extractor {
+                tokenizer: &self.tokenizer,
+                model: &self.model,
+                options: ExtractOptions {
+                    batch_size: self.batch_size,
+                    ..ExtractOptions::new(self.layer)
+                },
+            },
+            sae: &self.sae,
+            model_id: self.model_id.clone(),
+        }
+    }
+
+    /// The origin a profile calibrated on `corpus` with this stack records.
+    pub fn origin(&self, corpus: &Corpus) -> Origin {
+        Origin {
+            model: self.model_id.clone(),
+            layer: self.layer,
+            sae_id: self.sae.id().to_string(),
+            data_checksum: corpus.checksum(),
+        }
+    }
+
+    /// Errors unless `profile` was calibrated for this model, layer and SAE.
+    pub fn check(&self, profile: &Profile) -> Result<()> {
+        profile
+            .check_compatible(&self.model_id, self.layer, self.sae.id())
+            .context("the profile belongs to another model or SAE (pass the --sae it was calibrated with)")
+    }
+
+    /// `corpus` with its codes, from the cache when it holds them.
+    pub fn encode(&self, corpus: Corpus, cache: &CacheArgs) -> Result<EncodedCorpus> {
+        let bar = indicatif::ProgressBar::new(corpus.documents.len() as u64).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} documents encoded (ETA {eta})",
+            )
+            .expect("valid template"),
+        );
+        let root = cache.root();
+        let codes = self
+            .encoder()
+            .corpus_codes(&corpus, root.as_deref(), |done, _| {
+                bar.set_position(done as u64)
+            })?;
+        bar.finish_and_clear();
+        Ok(EncodedCorpus::new(corpus, codes)?)
+    }
+}
+
+/// Reads a labelled corpus: CoNLL columns, or JSONL with character spans (by extension:
+/// `.jsonl`/`.json` is JSONL, anything else CoNLL), in the given context. Reader warnings
+/// (repaired tags, snapped spans) go to stderr, each with its file and line.
+pub fn read_corpus(path: &Path, context: Context) -> Result<Corpus> {
+    let jsonl = path
+        .extension()
+        .is_some_and(|e| e == "jsonl" || e == "json");
+    let loaded = if jsonl {
+        saener_ner::read_jsonl(path)?
+    } else {
+        saener_ner::read_conll(path, &ConllOptions::default())?
+    };
+    const SHOWN: usize = 5;
+    for warning in loaded.warnings.iter().take(SHOWN) {
+        eprintln!("saener: warning: {warning}");
+    }
+    if loaded.warnings.len() > SHOWN {
+        eprintln!(
+            "saener: … and {} more warnings in {}",
+            loaded.warnings.len() - SHOWN,
+            path.display()
+        );
+    }
+    if !loaded.corpus.annotated {
+        anyhow::bail!(
+            "{}: no gold entities (JSONL records need an \"entities\" field)",
+            path.display()
+        );
+    }
+    Ok(match context {
+        Context::Document => loaded.corpus,
+        Context::Sentence => loaded.corpus.into_sentence_documents(),
+    })
+}
+
+/// A profile by path, or by the name of one shipped beside the default SAE
+/// (`conll2003`, `ncbi_disease`, `bc5cdr`).
+pub fn profile_path(name_or_path: &str) -> PathBuf {
+    let path = PathBuf::from(name_or_path);
+    if path.exists() || name_or_path.contains(['/', '.']) {
+        return path;
+    }
+    sae_path(None)
+        .join("profiles")
+        .join(format!("{name_or_path}.json"))
+}
+
+/// Loads a profile by path or shipped name, naming the shipped ones when it is not found.
+pub fn load_profile(name_or_path: &str) -> Result<Profile> {
+    let path = profile_path(name_or_path);
+    if !path.exists() {
+        let shipped = shipped_profiles().join(", ");
+        anyhow::bail!(
+            "--profile {name_or_path}: no such file, and not a shipped profile (shipped: {shipped})"
+        );
+    }
+    Ok(Profile::load(&path)?)
+}
+
+fn shipped_profiles() -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(sae_path(None).join("profiles"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            name.strip_suffix(".json").map(String::from)
+        })
+        .collect();
+    names.sort();
+    names
+}

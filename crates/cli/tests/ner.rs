@@ -1,0 +1,172 @@
+//! `calibrate`, `eval` and `annotate` end to end on the real model and the shipped SAE, on
+//! a few NCBI-disease documents (public domain): small enough to run in seconds, real
+//! enough that a broken stage shows up as a wrong count, a bad offset or a zero F1.
+
+mod common;
+
+use common::{json_lines, ok, saener, shared};
+use serde_json::Value;
+use std::path::Path;
+
+/// The first `n` `-DOCSTART-` documents of a shared CoNLL file, written to `out`.
+fn first_documents(file: &str, n: usize, out: &Path) {
+    let text = std::fs::read_to_string(shared().join("data").join(file)).unwrap();
+    let mut kept = String::new();
+    let mut documents = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("-DOCSTART-") {
+            documents += 1;
+            if documents > n {
+                break;
+            }
+        }
+        kept.push_str(line);
+    }
+    std::fs::write(out, kept).unwrap();
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn calibrate_eval_annotate_on_ncbi_documents() {
+    let dir = tempfile::tempdir().unwrap();
+    let (train, dev) = (dir.path().join("train.conll"), dir.path().join("dev.conll"));
+    first_documents("ncbi_disease/train.conll", 40, &train);
+    first_documents("ncbi_disease/dev.conll", 12, &dev);
+    let profile = dir.path().join("profile.json");
+    let sweep = dir.path().join("sweep.json");
+    let cache = dir.path().join("codes");
+    let path = |p: &Path| p.to_str().unwrap().to_string();
+    ok(saener(
+        &[
+            "calibrate",
+            "--data",
+            &path(&train),
+            "--dev",
+            &path(&dev),
+            "--out",
+            &path(&profile),
+            "--sweep-out",
+            &path(&sweep),
+            "--cache",
+            &path(&cache),
+            "--p-min",
+            "0.3,0.5",
+            "--s-min",
+            "3",
+        ],
+        "",
+    ));
+    let p = read_json(&profile);
+    assert_eq!(p["labels"], serde_json::json!(["Disease"]));
+    assert_eq!(p["layer"], 9);
+    assert!(p["rows"].as_array().unwrap().len() >= 5, "{}", p["rows"]);
+    assert_eq!(read_json(&sweep).as_array().unwrap().len(), 2);
+    // Train and dev each cached once.
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+
+    let report = dir.path().join("report.json");
+    let table = ok(saener(
+        &[
+            "eval",
+            "--profile",
+            &path(&profile),
+            "--data",
+            &path(&dev),
+            "--json",
+            &path(&report),
+            "--cache",
+            &path(&cache),
+        ],
+        "",
+    ));
+    assert!(table.contains("micro"), "{table}");
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "dev re-read");
+    let r = read_json(&report);
+    for scheme in ["strict", "conlleval"] {
+        for key in ["precision", "recall", "f1"] {
+            let v = r[scheme]["micro"][key].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&v), "{scheme} {key} {v}");
+        }
+        assert!(r[scheme]["per_type"]["Disease"]["f1"].is_f64());
+    }
+    // 40 documents of calibration already find diseases; chance would be near 0.
+    let f1 = r["strict"]["micro"]["f1"].as_f64().unwrap();
+    assert!(f1 > 0.2, "dev F1 {f1}");
+
+    let texts = [
+        "Germline mutations in BRCA1 predispose to breast and ovarian cancer.",
+        "",
+        "Ataxia-telangiectasia (A-T) is a recessive disorder.\nPatients with Huntington disease were excluded.",
+    ];
+    let mut input = String::new();
+    for (i, text) in texts.iter().enumerate() {
+        input += &serde_json::json!({"id": format!("r{i}"), "text": text}).to_string();
+        input += "\n";
+        if i == 0 {
+            input += "{\"id\": \"broken\", \"text\": 3}\n";
+        }
+    }
+    let out = json_lines(&ok(saener(
+        &["annotate", "--profile", &path(&profile)],
+        &input,
+    )));
+    let ids: Vec<&str> = out.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["r0", "broken", "r1", "r2"]);
+    assert!(out[1]["error"].as_str().unwrap().contains("text"));
+    assert_eq!(out[2]["entities"], serde_json::json!([]));
+    let mut found = 0;
+    for (record, text) in [(&out[0], texts[0]), (&out[3], texts[2])] {
+        let chars: Vec<char> = text.chars().collect();
+        for e in record["entities"].as_array().unwrap() {
+            let (s, t) = (
+                e["start"].as_u64().unwrap() as usize,
+                e["end"].as_u64().unwrap() as usize,
+            );
+            let slice: String = chars[s..t].iter().collect();
+            assert_eq!(e["text"].as_str().unwrap(), slice);
+            // Spans are whole words: no letter or digit continues them on either side.
+            assert!(
+                s == 0 || !chars[s - 1].is_alphanumeric(),
+                "{slice} in {text}"
+            );
+            assert!(
+                t == chars.len() || !chars[t].is_alphanumeric(),
+                "{slice} in {text}"
+            );
+            assert_eq!(e["label"], "Disease");
+            assert!(!e["evidence"].as_array().unwrap().is_empty());
+            found += 1;
+        }
+    }
+    assert!(found > 0, "no disease found in {out:?}");
+
+    // Column output keeps the words, one per line, with IOB2 tags.
+    let conll = ok(saener(
+        &[
+            "annotate",
+            "--profile",
+            &path(&profile),
+            "--format",
+            "conll",
+        ],
+        &format!("{}\n", texts[0]),
+    ));
+    let words: Vec<&str> = conll.lines().filter(|l| !l.is_empty()).collect();
+    assert_eq!(words.len(), 11, "{conll}");
+    assert!(words
+        .iter()
+        .all(|l| l.ends_with("\tO") || l.contains("\tB-Disease") || l.contains("\tI-Disease")));
+
+    // A profile for another SAE is refused, naming the SAE.
+    let mut foreign = p.clone();
+    foreign["sae_id"] = "0".repeat(64).into();
+    let foreign_path = dir.path().join("foreign.json");
+    std::fs::write(&foreign_path, foreign.to_string()).unwrap();
+    let refused = saener(&["annotate", "--profile", &path(&foreign_path)], "x\n");
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("SAE"), "{message}");
+}

@@ -1,0 +1,506 @@
+//! A corpus's SAE codes: the language model and the SAE run once over a corpus, and the
+//! sparse code of every token is kept on disk with its character span, so calibration
+//! sweeps and evaluations re-read it in seconds instead of re-running the model.
+//!
+//! A cache is one folder per key, under a root (by default `$SAENER_HOME/codes`). The key
+//! is a hash of everything the codes depend on: the model file's SHA-256, the layer, the
+//! SAE's content id, the corpus checksum (which differs between document and sentence
+//! context) and the windowing. A folder whose recorded key differs is never read: it is
+//! rebuilt. Writing appends one record per document and syncs after each chunk, so an
+//! interrupted run resumes where it stopped (a torn last record is cut off).
+//!
+//! Layout of `codes.bin`, little-endian, after an 8-byte magic: per document, in corpus
+//! order, `u32` document index, `u32` token count `n`, then `n × (u32 start, u32 end,
+//! u32 active)`, then all active feature ids (`u32`), then their values (`f32`). Token 0
+//! is BOS, stored with no active features (it is never counted or decoded).
+//! This is hand-written rather than a general serializer because records are appended
+//! and validated one by one for resuming, and the files are hundreds of megabytes.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+
+use saener_lm::residuals::{Extractor, Residuals};
+use saener_sae::{Sae, SparseCode};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use rayon::prelude::*;
+
+use crate::align::Alignment;
+use crate::corpus::{Corpus, Document};
+use crate::{Error, Result};
+
+const MAGIC: &[u8; 8] = b"SAENERC1";
+const CODES_FILE: &str = "codes.bin";
+const KEY_FILE: &str = "key.json";
+/// Characters of text per model call between syncs (about 12k tokens, ~15 s on 2 cores).
+const CHUNK_CHARS: usize = 48_000;
+
+/// One document's codes: token spans (code points, BOS first with `(0, 0)`) and one sparse
+/// code per token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DocumentCodes {
+    pub offsets: Vec<(usize, usize)>,
+    pub codes: Vec<SparseCode>,
+}
+
+/// A corpus with every document's codes and token ↔ word alignment: what calibration
+/// counts and evaluation decodes.
+#[derive(Debug, Clone)]
+pub struct EncodedCorpus {
+    pub corpus: Corpus,
+    pub alignments: Vec<Alignment>,
+    pub codes: Vec<Vec<SparseCode>>,
+}
+
+impl EncodedCorpus {
+    /// Pairs `corpus` with its codes (from [`CodeEncoder::corpus_codes`]), aligning tokens
+    /// to words.
+    pub fn new(corpus: Corpus, codes: Vec<DocumentCodes>) -> Result<EncodedCorpus> {
+        if codes.len() != corpus.documents.len() {
+            return Err(Error::Mismatch {
+                at: "the number of documents".into(),
+                gold: corpus.documents.len().to_string(),
+                pred: format!("{} encoded", codes.len()),
+            });
+        }
+        let alignments = corpus
+            .documents
+            .par_iter()
+            .zip(&codes)
+            .map(|(document, c)| {
+                let alignment = Alignment::new(document, &c.offsets)?;
+                alignment.check(document, c.codes.len())?;
+                Ok(alignment)
+            })
+            .collect::<Result<_>>()?;
+        Ok(EncodedCorpus {
+            corpus,
+            alignments,
+            codes: codes.into_iter().map(|c| c.codes).collect(),
+        })
+    }
+
+    /// Splits off the documents from `at` on, as a corpus of their own (a tuning set held
+    /// out of calibration data).
+    pub fn split_off(&mut self, at: usize) -> EncodedCorpus {
+        EncodedCorpus {
+            corpus: Corpus {
+                documents: self.corpus.documents.split_off(at),
+                annotated: self.corpus.annotated,
+                separator: self.corpus.separator,
+            },
+            alignments: self.alignments.split_off(at),
+            codes: self.codes.split_off(at),
+        }
+    }
+
+    /// Tokens (BOS included) over all documents.
+    pub fn n_tokens(&self) -> usize {
+        self.codes.iter().map(Vec::len).sum()
+    }
+}
+
+/// What the codes depend on; a cache is used only if all of it matches.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CacheKey {
+    /// SHA-256 of the GGUF model file.
+    pub model: String,
+    pub layer: usize,
+    /// [`Sae::id`].
+    pub sae: String,
+    /// [`Corpus::checksum`].
+    pub corpus: String,
+    /// Window length and overlap of long documents.
+    pub window: (usize, usize),
+    pub documents: usize,
+}
+
+impl CacheKey {
+    fn folder_name(&self) -> String {
+        let json = serde_json::to_string(self).expect("a key serializes");
+        let digest = Sha256::digest(json.as_bytes());
+        format!("{:x}", digest)[..24].to_string()
+    }
+}
+
+/// Runs the model and the SAE over documents.
+pub struct CodeEncoder<'a> {
+    pub extractor: Extractor<'a>,
+    pub sae: &'a Sae,
+    /// SHA-256 of the model file, for cache keys and profiles.
+    pub model_id: String,
+}
+
+impl CodeEncoder<'_> {
+    /// The cache key of `corpus` under this encoder.
+    pub fn key(&self, corpus: &Corpus) -> CacheKey {
+        let window = self.extractor.options.window;
+        CacheKey {
+            model: self.model_id.clone(),
+            layer: self.extractor.options.layer,
+            sae: self.sae.id().to_string(),
+            corpus: corpus.checksum(),
+            window: (window.window, window.overlap),
+            documents: corpus.documents.len(),
+        }
+    }
+
+    /// Codes of `documents`, in order.
+    pub fn encode(&self, documents: &[Document]) -> Result<Vec<DocumentCodes>> {
+        let texts: Vec<&str> = documents.iter().map(|d| d.text.as_str()).collect();
+        let residuals = self.extractor.run(&texts, |_| {})?;
+        residuals
+            .into_iter()
+            .map(|r| self.encode_residuals(r))
+            .collect()
+    }
+
+    fn encode_residuals(&self, residuals: Residuals) -> Result<DocumentCodes> {
+        let d = self.sae.config().d_in;
+        let mut codes = vec![SparseCode::default()];
+        codes.extend(self.sae.encode_sparse(&residuals.rows[d..])?);
+        Ok(DocumentCodes {
+            offsets: residuals.encoding.offsets,
+            codes,
+        })
+    }
+
+    /// Codes of every document of `corpus`, from the cache under `root` if it holds them,
+    /// else computed (resuming a partial cache) and stored there. `progress(done, total)`
+    /// counts documents. Without a root, nothing is read or written.
+    pub fn corpus_codes(
+        &self,
+        corpus: &Corpus,
+        root: Option<&Path>,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<DocumentCodes>> {
+        let total = corpus.documents.len();
+        let Some(root) = root else {
+            let mut out = Vec::with_capacity(total);
+            for chunk in chunks(&corpus.documents) {
+                out.extend(self.encode(chunk)?);
+                progress(out.len(), total);
+            }
+            return Ok(out);
+        };
+        let key = self.key(corpus);
+        let dir = root.join(key.folder_name());
+        let mut writer = CacheWriter::open(&dir, &key)?;
+        let mut done = writer.documents;
+        progress(done, total);
+        for chunk in chunks(&corpus.documents[done..]) {
+            for codes in self.encode(chunk)? {
+                writer.append(done, &codes)?;
+                done += 1;
+            }
+            writer.sync()?;
+            progress(done, total);
+        }
+        drop(writer);
+        read_cache(&dir.join(CODES_FILE), total)
+    }
+}
+
+/// Consecutive runs of documents of about [`CHUNK_CHARS`] characters (at least one each).
+fn chunks(documents: &[Document]) -> impl Iterator<Item = &[Document]> {
+    let mut rest = documents;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut chars = 0;
+        let n = rest
+            .iter()
+            .take_while(|d| {
+                let take = chars < CHUNK_CHARS;
+                chars += d.text.len();
+                take
+            })
+            .count()
+            .max(1);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        Some(chunk)
+    })
+}
+
+/// Appends document records to a cache folder, after validating what it already holds.
+struct CacheWriter {
+    out: BufWriter<File>,
+    file: PathBuf,
+    /// Complete records in the file.
+    documents: usize,
+}
+
+impl CacheWriter {
+    fn open(dir: &Path, key: &CacheKey) -> Result<CacheWriter> {
+        let key_file = dir.join(KEY_FILE);
+        let file = dir.join(CODES_FILE);
+        let same_key = std::fs::read_to_string(&key_file)
+            .ok()
+            .and_then(|text| serde_json::from_str::<CacheKey>(&text).ok())
+            .is_some_and(|k| k == *key);
+        if !same_key {
+            // A different or unreadable key: whatever is there is stale.
+            if dir.exists() {
+                std::fs::remove_dir_all(dir).map_err(|e| io(dir, e))?;
+            }
+            std::fs::create_dir_all(dir).map_err(|e| io(dir, e))?;
+            let json = serde_json::to_string_pretty(key).expect("a key serializes");
+            std::fs::write(&key_file, json).map_err(|e| io(&key_file, e))?;
+        }
+        let mut f = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&file)
+            .map_err(|e| io(&file, e))?;
+        let mut bytes = Vec::new();
+        f.read_to_end(&mut bytes).map_err(|e| io(&file, e))?;
+        let (documents, valid) = if bytes.len() < MAGIC.len() {
+            (0, 0)
+        } else if &bytes[..MAGIC.len()] != MAGIC {
+            return Err(corrupt(&file, 0, "a saener codes file"));
+        } else {
+            let mut reader = RecordReader::new(&bytes, &file);
+            let mut documents = 0;
+            let mut valid = reader.pos;
+            while let Some(Ok(_)) = reader.next_record(documents) {
+                documents += 1;
+                valid = reader.pos;
+            }
+            (documents, valid)
+        };
+        // Cut a torn tail (or an empty file) back to the last whole record.
+        f.set_len(valid as u64).map_err(|e| io(&file, e))?;
+        f.seek(SeekFrom::End(0)).map_err(|e| io(&file, e))?;
+        let mut out = BufWriter::new(f);
+        if valid == 0 {
+            out.write_all(MAGIC).map_err(|e| io(&file, e))?;
+        }
+        Ok(CacheWriter {
+            out,
+            file,
+            documents,
+        })
+    }
+
+    fn append(&mut self, index: usize, document: &DocumentCodes) -> Result<()> {
+        let mut buf = Vec::new();
+        let mut put = |v: u32| buf.extend_from_slice(&v.to_le_bytes());
+        put(index as u32);
+        put(document.offsets.len() as u32);
+        for (&(start, end), code) in document.offsets.iter().zip(&document.codes) {
+            put(start as u32);
+            put(end as u32);
+            put(code.ids.len() as u32);
+        }
+        for code in &document.codes {
+            code.ids.iter().for_each(|&id| put(id));
+        }
+        for code in &document.codes {
+            code.values.iter().for_each(|v| put(v.to_bits()));
+        }
+        self.out.write_all(&buf).map_err(|e| io(&self.file, e))?;
+        self.documents += 1;
+        Ok(())
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| io(&self.file, e))?;
+        self.out
+            .get_ref()
+            .sync_data()
+            .map_err(|e| io(&self.file, e))
+    }
+}
+
+/// Reads a complete cache file of `expected` documents.
+fn read_cache(file: &Path, expected: usize) -> Result<Vec<DocumentCodes>> {
+    let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
+    if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
+        return Err(corrupt(file, 0, "a saener codes file"));
+    }
+    let mut reader = RecordReader::new(&bytes, file);
+    let mut out = Vec::with_capacity(expected);
+    while out.len() < expected {
+        match reader.next_record(out.len()) {
+            Some(record) => out.push(record?),
+            None => return Err(corrupt(file, reader.pos, "another document record")),
+        }
+    }
+    if reader.pos != bytes.len() {
+        return Err(corrupt(file, reader.pos, "the end of the file"));
+    }
+    Ok(out)
+}
+
+/// Parses records from a codes file.
+struct RecordReader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+    file: &'a Path,
+}
+
+impl<'a> RecordReader<'a> {
+    fn new(bytes: &'a [u8], file: &'a Path) -> Self {
+        RecordReader {
+            bytes,
+            pos: MAGIC.len(),
+            file,
+        }
+    }
+
+    /// The next record, which must be document `index`; `None` at a clean or torn end.
+    fn next_record(&mut self, index: usize) -> Option<Result<DocumentCodes>> {
+        let start = self.pos;
+        let record = self.parse(index);
+        if record.is_none() {
+            self.pos = start;
+        }
+        record
+    }
+
+    fn u32s(&mut self, n: usize) -> Option<&'a [u8]> {
+        let len = n.checked_mul(4)?;
+        let slice = self.bytes.get(self.pos..self.pos.checked_add(len)?)?;
+        self.pos += len;
+        Some(slice)
+    }
+
+    fn parse(&mut self, index: usize) -> Option<Result<DocumentCodes>> {
+        let at = self.pos;
+        let head = words(self.u32s(2)?);
+        if head[0] as usize != index {
+            let expected = format!("the record of document {index}");
+            return Some(Err(corrupt(self.file, at, &expected)));
+        }
+        let n = head[1] as usize;
+        let tokens = words(self.u32s(3 * n)?);
+        let active: usize = tokens.chunks_exact(3).map(|t| t[2] as usize).sum();
+        let ids = words(self.u32s(active)?);
+        let values: Vec<f32> = words(self.u32s(active)?)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let (mut offsets, mut codes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut k = 0;
+        for t in tokens.chunks_exact(3) {
+            offsets.push((t[0] as usize, t[1] as usize));
+            let m = t[2] as usize;
+            codes.push(SparseCode {
+                ids: ids[k..k + m].to_vec(),
+                values: values[k..k + m].to_vec(),
+            });
+            k += m;
+        }
+        Some(Ok(DocumentCodes { offsets, codes }))
+    }
+}
+
+fn words(bytes: &[u8]) -> Vec<u32> {
+    bytes
+        .chunks_exact(4)
+        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect()
+}
+
+fn io(path: &Path, source: std::io::Error) -> Error {
+    Error::Io {
+        file: path.display().to_string(),
+        source,
+    }
+}
+
+fn corrupt(file: &Path, offset: usize, expected: &str) -> Error {
+    Error::Field {
+        file: file.display().to_string(),
+        line: 0,
+        field: format!("byte {offset}"),
+        expected: expected.to_string(),
+        found: "other bytes (a damaged cache: delete the folder to rebuild it)".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(n: usize, seed: u32) -> DocumentCodes {
+        DocumentCodes {
+            offsets: (0..n).map(|i| (i, i + 1)).collect(),
+            codes: (0..n)
+                .map(|i| SparseCode {
+                    ids: (0..(i as u32 % 3)).map(|j| j * 7 + seed).collect(),
+                    values: (0..(i % 3)).map(|j| j as f32 + 0.5).collect(),
+                })
+                .collect(),
+        }
+    }
+
+    fn key() -> CacheKey {
+        CacheKey {
+            model: "m".into(),
+            layer: 9,
+            sae: "s".into(),
+            corpus: "c".into(),
+            window: (1024, 128),
+            documents: 3,
+        }
+    }
+
+    #[test]
+    fn records_round_trip_and_a_torn_tail_is_cut() {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = [sample(4, 1), sample(7, 2), sample(1, 3)];
+        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        writer.append(0, &docs[0]).unwrap();
+        writer.append(1, &docs[1]).unwrap();
+        writer.sync().unwrap();
+        drop(writer);
+        // Tear the second record in half.
+        let file = dir.path().join(CODES_FILE);
+        let len = std::fs::metadata(&file).unwrap().len();
+        OpenOptions::new()
+            .write(true)
+            .open(&file)
+            .unwrap()
+            .set_len(len - 10)
+            .unwrap();
+        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        assert_eq!(writer.documents, 1);
+        writer.append(1, &docs[1]).unwrap();
+        writer.append(2, &docs[2]).unwrap();
+        writer.sync().unwrap();
+        drop(writer);
+        assert_eq!(read_cache(&file, 3).unwrap(), docs.to_vec());
+        assert!(read_cache(&file, 4).is_err());
+    }
+
+    #[test]
+    fn a_different_key_discards_the_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        writer.append(0, &sample(3, 1)).unwrap();
+        writer.sync().unwrap();
+        drop(writer);
+        let other = CacheKey {
+            sae: "another SAE".into(),
+            ..key()
+        };
+        assert_eq!(CacheWriter::open(dir.path(), &other).unwrap().documents, 0);
+        assert_eq!(CacheWriter::open(dir.path(), &key()).unwrap().documents, 0);
+    }
+
+    #[test]
+    fn records_out_of_order_are_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        writer.append(5, &sample(2, 1)).unwrap();
+        writer.sync().unwrap();
+        let err = read_cache(&dir.path().join(CODES_FILE), 1).unwrap_err();
+        assert!(err.to_string().contains("document 0"), "{err}");
+    }
+}
