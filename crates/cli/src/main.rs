@@ -46,6 +46,13 @@ enum Command {
     Annotate(commands::annotate::Args),
     /// Score a profile on labelled data: strict and conlleval entity-level P/R/F1.
     Eval(commands::eval::Args),
+    /// Train and evaluate the probing baselines (logistic regression on dense residuals or
+    /// SAE codes) that SAE-NER is compared with.
+    #[command(subcommand)]
+    Probe(commands::probe::Command),
+    /// One table from several `eval --json` / `probe eval --json` reports (strict micro
+    /// P/R/F1 and per-type F1), for head-to-head comparisons.
+    Compare(commands::compare::Args),
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
@@ -63,6 +70,8 @@ fn main() -> ExitCode {
         Command::Calibrate(args) => commands::calibrate::run(*args),
         Command::Annotate(args) => commands::annotate::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Probe(command) => commands::probe::run(command),
+        Command::Compare(args) => commands::compare::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -188,6 +188,40 @@ fn sae_store_train_info_eval_end_to_end() {
     }
     assert!(report["l0"].as_f64().unwrap() <= 4.0 + 1e-9);
     assert!(report["ce_zero_ablation"].as_f64().unwrap() > report["ce_clean"].as_f64().unwrap());
+
+    // The BatchTopK threshold, set on the same text, gives a mean L0 of k there.
+    let threshold_args = [
+        "sae",
+        "threshold",
+        "--text",
+        &path("corpus.jsonl"),
+        "--sae",
+        &path("run/sae"),
+        "--out",
+        &path("run/sae-batchtopk"),
+    ];
+    assert!(ok(saener(&threshold_args, "")).contains("BatchTopK (k = 4"));
+    let info = ok(saener(&["sae", "info", &path("run/sae-batchtopk")], ""));
+    assert!(
+        info.contains("BatchTopK (k = 4, inference threshold"),
+        "{info}"
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(saener(
+        &[
+            "sae",
+            "eval",
+            "--text",
+            &path("corpus.jsonl"),
+            "--sae",
+            &path("run/sae-batchtopk"),
+            "--ce-tokens",
+            "8",
+        ],
+        "",
+    )))
+    .unwrap();
+    let l0 = report["l0"].as_f64().unwrap();
+    assert!((l0 - 4.0).abs() < 0.1, "l0 {l0}");
 }
 
 #[test]
@@ -227,6 +261,9 @@ fn shipped_sae_is_the_default_and_fits_the_model() {
     ));
     assert!(info.contains("Gemma Scope 2, bf16"), "{info}");
     assert!(info.contains("d_in 640 -> d_sae 16384"), "{info}");
-    assert!(info.contains("TopK (k = 64)"), "{info}");
+    assert!(
+        info.contains("BatchTopK (k = 64, inference threshold 42.08"),
+        "{info}"
+    );
     assert!(info.contains("layer 9"), "{info}");
 }

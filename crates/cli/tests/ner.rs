@@ -36,7 +36,7 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     first_documents("ncbi_disease/train.conll", 40, &train);
     first_documents("ncbi_disease/dev.conll", 12, &dev);
     let profile = dir.path().join("profile.json");
-    let sweep = dir.path().join("sweep.json");
+    let sweep = dir.path().join("sweep.jsonl");
     let cache = dir.path().join("codes");
     let path = |p: &Path| p.to_str().unwrap().to_string();
     ok(saener(
@@ -63,7 +63,11 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     assert_eq!(p["labels"], serde_json::json!(["Disease"]));
     assert_eq!(p["layer"], 9);
     assert!(p["rows"].as_array().unwrap().len() >= 5, "{}", p["rows"]);
-    assert_eq!(read_json(&sweep).as_array().unwrap().len(), 2);
+    let trials = json_lines(&std::fs::read_to_string(&sweep).unwrap());
+    assert_eq!(trials.len(), 2);
+    assert!(trials
+        .iter()
+        .all(|t| t["f1"].is_f64() && t["calibration"]["tau"].is_f64()));
     // Train and dev each cached once.
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
 
@@ -95,6 +99,55 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     // 40 documents of calibration already find diseases; chance would be near 0.
     let f1 = r["strict"]["micro"]["f1"].as_f64().unwrap();
     assert!(f1 > 0.2, "dev F1 {f1}");
+
+    // The probing baselines read the same words (SAE codes from the cache, dense residuals
+    // cached beside them) and report in the same JSON layout.
+    for input in ["sae", "dense"] {
+        let probe = dir.path().join(format!("{input}.safetensors"));
+        ok(saener(
+            &[
+                "probe",
+                "train",
+                "--input",
+                input,
+                "--data",
+                &path(&train),
+                "--dev",
+                &path(&dev),
+                "--l2",
+                "1e-4,1e-3",
+                "--epochs",
+                "5",
+                "--out",
+                &path(&probe),
+                "--cache",
+                &path(&cache),
+            ],
+            "",
+        ));
+        let report = dir.path().join(format!("{input}.json"));
+        ok(saener(
+            &[
+                "probe",
+                "eval",
+                "--probe",
+                &path(&probe),
+                "--data",
+                &path(&dev),
+                "--json",
+                &path(&report),
+                "--cache",
+                &path(&cache),
+            ],
+            "",
+        ));
+        let f1 = read_json(&report)["strict"]["micro"]["f1"]
+            .as_f64()
+            .unwrap();
+        assert!(f1 > 0.2, "{input} probe dev F1 {f1}");
+        let table = ok(saener(&["compare", &path(&report)], ""));
+        assert!(table.contains("Disease F1"), "{table}");
+    }
 
     let texts = [
         "Germline mutations in BRCA1 predispose to breast and ovarian cancer.",
@@ -169,4 +222,41 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("SAE"), "{message}");
+}
+
+#[test]
+fn shipped_profiles_load_by_name_and_annotate_the_bundled_example() {
+    let example = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/news.jsonl");
+    let out = json_lines(&ok(saener(
+        &[
+            "annotate",
+            "--profile",
+            "conll2003",
+            "--input",
+            example.to_str().unwrap(),
+        ],
+        "",
+    )));
+    assert_eq!(out.len(), 3);
+    let people: Vec<&str> = out[0]["entities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["label"] == "PER")
+        .map(|e| e["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(people, ["Maria Keller"], "{}", out[0]);
+    for name in ["ncbi_disease", "bc5cdr"] {
+        ok(saener(
+            &["annotate", "--profile", name],
+            "Cystic fibrosis.\n",
+        ));
+    }
+    let missing = saener(&["annotate", "--profile", "ontonotes"], "x\n");
+    assert!(!missing.status.success());
+    let message = String::from_utf8_lossy(&missing.stderr);
+    assert!(
+        message.contains("bc5cdr, conll2003, ncbi_disease"),
+        "{message}"
+    );
 }

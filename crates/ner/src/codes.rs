@@ -9,6 +9,9 @@
 //! rebuilt. Writing appends one record per document and syncs after each chunk, so an
 //! interrupted run resumes where it stopped (a torn last record is cut off).
 //!
+//! Dense residuals at each word's last token (for probes, [`CodeEncoder::word_residuals`])
+//! are cached the same way in a `-dense` folder, as bf16.
+//!
 //! Layout of `codes.bin`, little-endian, after an 8-byte magic: per document, in corpus
 //! order, `u32` document index, `u32` token count `n`, then `n × (u32 start, u32 end,
 //! u32 active)`, then all active feature ids (`u32`), then their values (`f32`). Token 0
@@ -33,6 +36,7 @@ use crate::{Error, Result};
 
 const MAGIC: &[u8; 8] = b"SAENERC1";
 const CODES_FILE: &str = "codes.bin";
+const WORDS_FILE: &str = "words.bin";
 const KEY_FILE: &str = "key.json";
 /// Characters of text per model call between syncs (about 12k tokens, ~15 s on 2 cores).
 const CHUNK_CHARS: usize = 48_000;
@@ -174,33 +178,170 @@ impl CodeEncoder<'_> {
         &self,
         corpus: &Corpus,
         root: Option<&Path>,
-        mut progress: impl FnMut(usize, usize),
+        progress: impl FnMut(usize, usize),
     ) -> Result<Vec<DocumentCodes>> {
-        let total = corpus.documents.len();
-        let Some(root) = root else {
-            let mut out = Vec::with_capacity(total);
-            for chunk in chunks(&corpus.documents) {
-                out.extend(self.encode(chunk)?);
-                progress(out.len(), total);
-            }
-            return Ok(out);
-        };
-        let key = self.key(corpus);
-        let dir = root.join(key.folder_name());
-        let mut writer = CacheWriter::open(&dir, &key)?;
-        let mut done = writer.documents;
-        progress(done, total);
-        for chunk in chunks(&corpus.documents[done..]) {
-            for codes in self.encode(chunk)? {
-                writer.append(done, &codes)?;
-                done += 1;
-            }
-            writer.sync()?;
-            progress(done, total);
-        }
-        drop(writer);
-        read_cache(&dir.join(CODES_FILE), total)
+        let dir = root.map(|r| r.join(self.key(corpus).folder_name()));
+        cached(
+            corpus,
+            &self.key(corpus),
+            dir,
+            CODES_FILE,
+            progress,
+            |chunk| self.encode(chunk),
+        )
     }
+
+    /// The dense residual row of each word's last token (what a dense probe reads), per
+    /// document, cached like [`CodeEncoder::corpus_codes`] (bf16 on disk). The SAE is not
+    /// run; a word no token overlaps gets a zero row.
+    pub fn word_residuals(
+        &self,
+        corpus: &Corpus,
+        root: Option<&Path>,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<WordRows>> {
+        let key = self.key(corpus);
+        let dir = root.map(|r| r.join(format!("{}-dense", key.folder_name())));
+        cached(corpus, &key, dir, WORDS_FILE, progress, |chunk| {
+            let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
+            let residuals = self.extractor.run(&texts, |_| {})?;
+            chunk
+                .iter()
+                .zip(residuals)
+                .map(|(document, r)| word_rows(document, &r))
+                .collect()
+        })
+    }
+}
+
+/// Per word of a document, `d` values: the residual at the word's last token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WordRows {
+    pub d: usize,
+    /// `[n_words, d]` row-major.
+    pub rows: Vec<f32>,
+}
+
+fn word_rows(document: &Document, residuals: &Residuals) -> Result<WordRows> {
+    let d = residuals.rows.len() / residuals.encoding.ids.len().max(1);
+    let alignment = Alignment::new(document, &residuals.encoding.offsets)?;
+    let mut rows = vec![0.0; alignment.n_words() * d];
+    for (w, row) in rows.chunks_exact_mut(d.max(1)).enumerate() {
+        if let Some(t) = alignment.tokens_of(w).last() {
+            row.copy_from_slice(&residuals.rows[t * d..(t + 1) * d]);
+        }
+    }
+    Ok(WordRows { d, rows })
+}
+
+/// One record per document of a cache file.
+trait Record: Sized {
+    fn write(&self, put: &mut dyn FnMut(u32));
+    /// Parses the record body (after the index); `None` if the bytes run out.
+    fn read(reader: &mut RecordReader<'_>) -> Option<Self>;
+}
+
+impl Record for DocumentCodes {
+    fn write(&self, put: &mut dyn FnMut(u32)) {
+        put(self.offsets.len() as u32);
+        for (&(start, end), code) in self.offsets.iter().zip(&self.codes) {
+            put(start as u32);
+            put(end as u32);
+            put(code.ids.len() as u32);
+        }
+        for code in &self.codes {
+            code.ids.iter().for_each(|&id| put(id));
+        }
+        for code in &self.codes {
+            code.values.iter().for_each(|v| put(v.to_bits()));
+        }
+    }
+
+    fn read(reader: &mut RecordReader<'_>) -> Option<Self> {
+        let n = words(reader.u32s(1)?)[0] as usize;
+        let tokens = words(reader.u32s(3 * n)?);
+        let active: usize = tokens.chunks_exact(3).map(|t| t[2] as usize).sum();
+        let ids = words(reader.u32s(active)?);
+        let values: Vec<f32> = words(reader.u32s(active)?)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        let (mut offsets, mut codes) = (Vec::with_capacity(n), Vec::with_capacity(n));
+        let mut k = 0;
+        for t in tokens.chunks_exact(3) {
+            offsets.push((t[0] as usize, t[1] as usize));
+            let m = t[2] as usize;
+            codes.push(SparseCode {
+                ids: ids[k..k + m].to_vec(),
+                values: values[k..k + m].to_vec(),
+            });
+            k += m;
+        }
+        Some(DocumentCodes { offsets, codes })
+    }
+}
+
+impl Record for WordRows {
+    /// `d`, the word count, then bf16 values two to a word (half the size of f32; a probe
+    /// loses nothing measurable to it).
+    fn write(&self, put: &mut dyn FnMut(u32)) {
+        put(self.d as u32);
+        put((self.rows.len() / self.d.max(1)) as u32);
+        for pair in self.rows.chunks(2) {
+            let lo = half::bf16::from_f32(pair[0]).to_bits() as u32;
+            let hi = pair
+                .get(1)
+                .map_or(0, |&v| half::bf16::from_f32(v).to_bits() as u32);
+            put(lo | (hi << 16));
+        }
+    }
+
+    fn read(reader: &mut RecordReader<'_>) -> Option<Self> {
+        let head = words(reader.u32s(2)?);
+        let (d, n) = (head[0] as usize, head[1] as usize);
+        let len = d.checked_mul(n)?;
+        let rows = words(reader.u32s(len.div_ceil(2))?)
+            .into_iter()
+            .flat_map(|w| [w as u16, (w >> 16) as u16])
+            .take(len)
+            .map(|b| half::bf16::from_bits(b).to_f32())
+            .collect();
+        Some(WordRows { d, rows })
+    }
+}
+
+/// The records of `corpus` under `dir` (computed by `compute` for what the cache lacks),
+/// or all computed in memory without a `dir`.
+fn cached<R: Record>(
+    corpus: &Corpus,
+    key: &CacheKey,
+    dir: Option<PathBuf>,
+    file_name: &str,
+    mut progress: impl FnMut(usize, usize),
+    compute: impl Fn(&[Document]) -> Result<Vec<R>>,
+) -> Result<Vec<R>> {
+    let total = corpus.documents.len();
+    let Some(dir) = dir else {
+        let mut out = Vec::with_capacity(total);
+        for chunk in chunks(&corpus.documents) {
+            out.extend(compute(chunk)?);
+            progress(out.len(), total);
+        }
+        return Ok(out);
+    };
+    let mut writer = CacheWriter::open::<R>(&dir, key, file_name)?;
+    let mut done = writer.documents;
+    progress(done, total);
+    for chunk in chunks(&corpus.documents[done..]) {
+        for record in compute(chunk)? {
+            writer.append(done, &record)?;
+            done += 1;
+        }
+        writer.sync()?;
+        progress(done, total);
+    }
+    drop(writer);
+    read_cache(&dir.join(file_name), total)
 }
 
 /// Consecutive runs of documents of about [`CHUNK_CHARS`] characters (at least one each).
@@ -235,9 +376,9 @@ struct CacheWriter {
 }
 
 impl CacheWriter {
-    fn open(dir: &Path, key: &CacheKey) -> Result<CacheWriter> {
+    fn open<R: Record>(dir: &Path, key: &CacheKey, file_name: &str) -> Result<CacheWriter> {
         let key_file = dir.join(KEY_FILE);
-        let file = dir.join(CODES_FILE);
+        let file = dir.join(file_name);
         let same_key = std::fs::read_to_string(&key_file)
             .ok()
             .and_then(|text| serde_json::from_str::<CacheKey>(&text).ok())
@@ -267,7 +408,7 @@ impl CacheWriter {
             let mut reader = RecordReader::new(&bytes, &file);
             let mut documents = 0;
             let mut valid = reader.pos;
-            while let Some(Ok(_)) = reader.next_record(documents) {
+            while let Some(Ok(_)) = reader.next_record::<R>(documents) {
                 documents += 1;
                 valid = reader.pos;
             }
@@ -287,22 +428,11 @@ impl CacheWriter {
         })
     }
 
-    fn append(&mut self, index: usize, document: &DocumentCodes) -> Result<()> {
+    fn append(&mut self, index: usize, record: &impl Record) -> Result<()> {
         let mut buf = Vec::new();
         let mut put = |v: u32| buf.extend_from_slice(&v.to_le_bytes());
         put(index as u32);
-        put(document.offsets.len() as u32);
-        for (&(start, end), code) in document.offsets.iter().zip(&document.codes) {
-            put(start as u32);
-            put(end as u32);
-            put(code.ids.len() as u32);
-        }
-        for code in &document.codes {
-            code.ids.iter().for_each(|&id| put(id));
-        }
-        for code in &document.codes {
-            code.values.iter().for_each(|v| put(v.to_bits()));
-        }
+        record.write(&mut put);
         self.out.write_all(&buf).map_err(|e| io(&self.file, e))?;
         self.documents += 1;
         Ok(())
@@ -318,7 +448,7 @@ impl CacheWriter {
 }
 
 /// Reads a complete cache file of `expected` documents.
-fn read_cache(file: &Path, expected: usize) -> Result<Vec<DocumentCodes>> {
+fn read_cache<R: Record>(file: &Path, expected: usize) -> Result<Vec<R>> {
     let bytes = std::fs::read(file).map_err(|e| io(file, e))?;
     if bytes.len() < MAGIC.len() || &bytes[..MAGIC.len()] != MAGIC {
         return Err(corrupt(file, 0, "a saener codes file"));
@@ -354,7 +484,7 @@ impl<'a> RecordReader<'a> {
     }
 
     /// The next record, which must be document `index`; `None` at a clean or torn end.
-    fn next_record(&mut self, index: usize) -> Option<Result<DocumentCodes>> {
+    fn next_record<R: Record>(&mut self, index: usize) -> Option<Result<R>> {
         let start = self.pos;
         let record = self.parse(index);
         if record.is_none() {
@@ -370,33 +500,14 @@ impl<'a> RecordReader<'a> {
         Some(slice)
     }
 
-    fn parse(&mut self, index: usize) -> Option<Result<DocumentCodes>> {
+    fn parse<R: Record>(&mut self, index: usize) -> Option<Result<R>> {
         let at = self.pos;
-        let head = words(self.u32s(2)?);
-        if head[0] as usize != index {
+        let found = words(self.u32s(1)?)[0] as usize;
+        if found != index {
             let expected = format!("the record of document {index}");
             return Some(Err(corrupt(self.file, at, &expected)));
         }
-        let n = head[1] as usize;
-        let tokens = words(self.u32s(3 * n)?);
-        let active: usize = tokens.chunks_exact(3).map(|t| t[2] as usize).sum();
-        let ids = words(self.u32s(active)?);
-        let values: Vec<f32> = words(self.u32s(active)?)
-            .into_iter()
-            .map(f32::from_bits)
-            .collect();
-        let (mut offsets, mut codes) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        let mut k = 0;
-        for t in tokens.chunks_exact(3) {
-            offsets.push((t[0] as usize, t[1] as usize));
-            let m = t[2] as usize;
-            codes.push(SparseCode {
-                ids: ids[k..k + m].to_vec(),
-                values: values[k..k + m].to_vec(),
-            });
-            k += m;
-        }
-        Some(Ok(DocumentCodes { offsets, codes }))
+        R::read(self).map(Ok)
     }
 }
 
@@ -455,7 +566,8 @@ mod tests {
     fn records_round_trip_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
         let docs = [sample(4, 1), sample(7, 2), sample(1, 3)];
-        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        let mut writer =
+            CacheWriter::open::<DocumentCodes>(dir.path(), &key(), CODES_FILE).unwrap();
         writer.append(0, &docs[0]).unwrap();
         writer.append(1, &docs[1]).unwrap();
         writer.sync().unwrap();
@@ -469,20 +581,47 @@ mod tests {
             .unwrap()
             .set_len(len - 10)
             .unwrap();
-        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        let mut writer =
+            CacheWriter::open::<DocumentCodes>(dir.path(), &key(), CODES_FILE).unwrap();
         assert_eq!(writer.documents, 1);
         writer.append(1, &docs[1]).unwrap();
         writer.append(2, &docs[2]).unwrap();
         writer.sync().unwrap();
         drop(writer);
-        assert_eq!(read_cache(&file, 3).unwrap(), docs.to_vec());
-        assert!(read_cache(&file, 4).is_err());
+        assert_eq!(
+            read_cache::<DocumentCodes>(&file, 3).unwrap(),
+            docs.to_vec()
+        );
+        assert!(read_cache::<DocumentCodes>(&file, 4).is_err());
+    }
+
+    #[test]
+    fn word_rows_round_trip_through_bf16() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            WordRows {
+                d: 3,
+                rows: vec![1.0, -2.5, 1e-3, 7.0, 0.0, 3.25, 1.0, 2.0, 3.0],
+            },
+            WordRows { d: 3, rows: vec![] },
+        ];
+        let mut writer = CacheWriter::open::<WordRows>(dir.path(), &key(), WORDS_FILE).unwrap();
+        for (i, r) in rows.iter().enumerate() {
+            writer.append(i, r).unwrap();
+        }
+        writer.sync().unwrap();
+        let back = read_cache::<WordRows>(&dir.path().join(WORDS_FILE), 2).unwrap();
+        assert_eq!(back[1], rows[1]);
+        for (a, b) in back[0].rows.iter().zip(&rows[0].rows) {
+            assert!((a - b).abs() <= b.abs() / 128.0, "{a} vs {b}");
+        }
     }
 
     #[test]
     fn a_different_key_discards_the_folder() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        let mut writer =
+            CacheWriter::open::<DocumentCodes>(dir.path(), &key(), CODES_FILE).unwrap();
         writer.append(0, &sample(3, 1)).unwrap();
         writer.sync().unwrap();
         drop(writer);
@@ -490,17 +629,28 @@ mod tests {
             sae: "another SAE".into(),
             ..key()
         };
-        assert_eq!(CacheWriter::open(dir.path(), &other).unwrap().documents, 0);
-        assert_eq!(CacheWriter::open(dir.path(), &key()).unwrap().documents, 0);
+        assert_eq!(
+            CacheWriter::open::<DocumentCodes>(dir.path(), &other, CODES_FILE)
+                .unwrap()
+                .documents,
+            0
+        );
+        assert_eq!(
+            CacheWriter::open::<DocumentCodes>(dir.path(), &key(), CODES_FILE)
+                .unwrap()
+                .documents,
+            0
+        );
     }
 
     #[test]
     fn records_out_of_order_are_an_error() {
         let dir = tempfile::tempdir().unwrap();
-        let mut writer = CacheWriter::open(dir.path(), &key()).unwrap();
+        let mut writer =
+            CacheWriter::open::<DocumentCodes>(dir.path(), &key(), CODES_FILE).unwrap();
         writer.append(5, &sample(2, 1)).unwrap();
         writer.sync().unwrap();
-        let err = read_cache(&dir.path().join(CODES_FILE), 1).unwrap_err();
+        let err = read_cache::<DocumentCodes>(&dir.path().join(CODES_FILE), 1).unwrap_err();
         assert!(err.to_string().contains("document 0"), "{err}");
     }
 }

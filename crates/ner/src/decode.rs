@@ -23,7 +23,7 @@ use rayon::prelude::*;
 use crate::align::{Alignment, WordPooling};
 use crate::calibrate::CountedTokens;
 use crate::codes::EncodedCorpus;
-use crate::corpus::{Corpus, Document, Entity};
+use crate::corpus::{Corpus, Document, Entity, Sentence};
 use crate::profile::Profile;
 use crate::{Error, Result};
 
@@ -224,38 +224,19 @@ impl Decoder {
                 .map(|w| self.word_scores(&scores, alignment.tokens_of(offset + w)))
                 .collect();
             let word_labels = self.word_labels(&word_scores);
-            let mut w = 0;
-            while w < word_labels.len() {
-                let Some((label, _)) = word_labels[w] else {
-                    w += 1;
-                    continue;
-                };
-                let mut end = w + 1;
-                while end < word_labels.len()
-                    && word_labels[end].is_some_and(|(l, _)| l == label)
-                    && !self.starts_entity(
-                        activations,
-                        self.boundary_token
-                            .token_of(alignment.tokens_of(offset + end)),
-                        label,
-                    )
-                {
-                    end += 1;
-                }
-                let tokens = alignment.tokens_of(offset + w).start
-                    ..alignment.tokens_of(offset + end - 1).end;
-                let word_scores = word_labels[w..end].iter().flatten().map(|&(_, p)| p);
+            let runs = entity_runs(&word_labels, |end, label| {
+                let token = self
+                    .boundary_token
+                    .token_of(alignment.tokens_of(offset + end));
+                self.starts_entity(activations, token, label)
+            });
+            for run in runs {
+                let tokens = alignment.tokens_of(offset + run.start).start
+                    ..alignment.tokens_of(offset + run.end - 1).end;
                 spans.push(Span {
-                    sentence: s,
-                    word_start: w,
-                    word_end: end,
-                    start: sentence.words[w].start,
-                    end: sentence.words[end - 1].end,
-                    label: self.labels[label].clone(),
-                    score: word_scores.sum::<f64>() / (end - w) as f64,
-                    evidence: self.evidence(activations, tokens, label),
+                    evidence: self.evidence(activations, tokens, run.label),
+                    ..run.span(s, sentence, &self.labels)
                 });
-                w = end;
             }
             offset += sentence.words.len();
         }
@@ -435,6 +416,63 @@ impl Decoder {
         evidence.truncate(MAX_EVIDENCE);
         evidence
     }
+}
+
+/// A run of words with one label: words `start..end` of a sentence, `score` the mean of
+/// their scores.
+pub(crate) struct Run {
+    pub start: usize,
+    pub end: usize,
+    pub label: usize,
+    pub score: f64,
+}
+
+impl Run {
+    /// The run as a span of sentence `s` (no evidence).
+    pub(crate) fn span(&self, s: usize, sentence: &Sentence, labels: &[String]) -> Span {
+        Span {
+            sentence: s,
+            word_start: self.start,
+            word_end: self.end,
+            start: sentence.words[self.start].start,
+            end: sentence.words[self.end - 1].end,
+            label: labels[self.label].clone(),
+            score: self.score,
+            evidence: Vec::new(),
+        }
+    }
+}
+
+/// Entities from one sentence's word labels: each maximal run of words with the same label,
+/// split before word `w` where `starts(w, label)` says a new entity begins.
+pub(crate) fn entity_runs(
+    word_labels: &[Option<(usize, f64)>],
+    mut starts: impl FnMut(usize, usize) -> bool,
+) -> Vec<Run> {
+    let mut runs = Vec::new();
+    let mut w = 0;
+    while w < word_labels.len() {
+        let Some((label, _)) = word_labels[w] else {
+            w += 1;
+            continue;
+        };
+        let mut end = w + 1;
+        while end < word_labels.len()
+            && word_labels[end].is_some_and(|(l, _)| l == label)
+            && !starts(end, label)
+        {
+            end += 1;
+        }
+        let total: f64 = word_labels[w..end].iter().flatten().map(|&(_, p)| p).sum();
+        runs.push(Run {
+            start: w,
+            end,
+            label,
+            score: total / (end - w) as f64,
+        });
+        w = end;
+    }
+    runs
 }
 
 /// A copy of `document` whose entities are `spans` (as [`Decoder::decode`] gave them for

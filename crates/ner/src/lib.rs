@@ -17,6 +17,8 @@
 //!
 //! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
 //!   ([`Annotator`]).
+//! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each
+//!   word's dense residual or SAE code ([`Probe`]).
 //! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
@@ -29,6 +31,7 @@ pub mod corpus;
 pub mod decode;
 pub mod eval;
 pub mod perturb;
+pub mod probe;
 pub mod profile;
 mod tags;
 #[cfg(test)]
@@ -38,7 +41,7 @@ pub mod tune;
 pub use align::{Alignment, WordPooling};
 pub use annotate::Annotator;
 pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
-pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus};
+pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
 pub use corpus::{
     parse_conll, parse_jsonl, parse_text, read_conll, read_jsonl, read_text, tokenize,
     ConllOptions, Corpus, CorpusStats, Document, DocumentMode, Entity, Loaded, Sentence, Separator,
@@ -49,6 +52,7 @@ pub use decode::{
 };
 pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, Prf, Scores};
 pub use perturb::{perturb, PerturbKind};
+pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};
 pub use tune::{sweep, Grid, Trial};
 

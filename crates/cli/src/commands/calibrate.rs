@@ -29,7 +29,8 @@ pub struct Args {
     /// Where to write the profile (JSON).
     #[arg(long)]
     out: PathBuf,
-    /// Where to write every grid point's dev scores (JSON), with --dev or --holdout.
+    /// Where to write every grid point's parameters and dev scores (JSONL, one per line),
+    /// with --dev or --holdout.
     #[arg(long)]
     sweep_out: Option<PathBuf>,
     /// Entity types to calibrate (default: every type in --data).
@@ -226,7 +227,12 @@ pub fn run(args: Args) -> Result<()> {
             })?;
             bar.finish_and_clear();
             if let Some(path) = &args.sweep_out {
-                std::fs::write(path, serde_json::to_string_pretty(&trials)?)
+                let mut lines = String::new();
+                for trial in &trials {
+                    lines += &serde_json::to_string(trial)?;
+                    lines.push('\n');
+                }
+                std::fs::write(path, lines)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             let t = &trials[best];

@@ -80,24 +80,56 @@ pub fn run(args: Args) -> Result<()> {
     let encoded = stack.encode(gold, &args.cache)?;
     let predicted = Decoder::new(&profile, params)?.predict_corpus(&encoded)?;
     let report = evaluate_corpus(&encoded.corpus, &predicted)?;
+    let outputs = Outputs {
+        json: args.json,
+        predictions: args.predictions,
+    };
+    outputs.write(
+        &report,
+        &predicted,
+        &args.data,
+        data_checksum,
+        &args.profile,
+        args.context,
+    )
+}
 
-    if let Some(path) = &args.predictions {
-        std::fs::write(path, predicted.to_conll())
-            .with_context(|| format!("writing {}", path.display()))?;
+/// Where an evaluation's report and predictions go; shared with `probe eval`.
+pub struct Outputs {
+    pub json: Option<PathBuf>,
+    pub predictions: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Writes the JSON report and the predicted CoNLL file where asked, and prints the
+    /// table. `model` names what was evaluated (a profile or a probe).
+    pub fn write(
+        &self,
+        report: &EvalReport,
+        predicted: &saener_ner::Corpus,
+        data: &std::path::Path,
+        data_checksum: String,
+        model: &str,
+        context: Context,
+    ) -> Result<()> {
+        if let Some(path) = &self.predictions {
+            std::fs::write(path, predicted.to_conll())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if let Some(path) = &self.json {
+            let full = Report {
+                report,
+                data: data.display().to_string(),
+                data_checksum,
+                profile: model.to_string(),
+                context: format!("{context:?}").to_lowercase(),
+            };
+            std::fs::write(path, serde_json::to_string_pretty(&full)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        print!("{}", table(report));
+        Ok(())
     }
-    if let Some(path) = &args.json {
-        let full = Report {
-            report: &report,
-            data: args.data.display().to_string(),
-            data_checksum,
-            profile: args.profile.clone(),
-            context: format!("{:?}", args.context).to_lowercase(),
-        };
-        std::fs::write(path, serde_json::to_string_pretty(&full)?)
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    print!("{}", table(&report));
-    Ok(())
 }
 
 /// The report as a plain-text table (percentages).

@@ -3,10 +3,12 @@
 pub mod annotate;
 pub mod bench;
 pub mod calibrate;
+pub mod compare;
 pub mod corpus;
 pub mod eval;
 pub mod fetch;
 pub mod io;
+pub mod probe;
 pub mod progress;
 pub mod residuals;
 pub mod sae;
