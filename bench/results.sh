@@ -21,11 +21,11 @@ profiles)
   GRID=(--tau 80,100,125,150 --p-min 0.1,0.15,0.2,0.3 --s-min 3,10
         --threshold 0.6,0.7,0.8,0.9,0.95 --extend none,0.4,0.5,0.7)
   saener calibrate --data "$DATA/conll2003/train.conll" --dev "$DATA/conll2003/dev.conll" \
-    "${GRID[@]}" --out "$PROFILES/conll2003.json" --sweep-out results/conll2003-sweep.json
+    "${GRID[@]}" --out "$PROFILES/conll2003.json" --sweep-out results/conll2003-sweep.jsonl
   saener calibrate --data "$DATA/ncbi_disease/train.conll" --dev "$DATA/ncbi_disease/dev.conll" \
-    "${GRID[@]}" --out "$PROFILES/ncbi_disease.json" --sweep-out results/ncbi_disease-sweep.json
+    "${GRID[@]}" --out "$PROFILES/ncbi_disease.json" --sweep-out results/ncbi_disease-sweep.jsonl
   saener calibrate --data "$DATA/bc5cdr/train.conll" --holdout 0.2 \
-    "${GRID[@]}" --out "$PROFILES/bc5cdr.json" --sweep-out results/bc5cdr-sweep.json
+    "${GRID[@]}" --out "$PROFILES/bc5cdr.json" --sweep-out results/bc5cdr-sweep.jsonl
   ;;
 eval)
   mkdir -p results
