@@ -246,6 +246,26 @@ fn shipped_profiles_load_by_name_and_annotate_the_bundled_example() {
         .map(|e| e["text"].as_str().unwrap())
         .collect();
     assert_eq!(people, ["Maria Keller"], "{}", out[0]);
+
+    // An interrupted batch (one record and half a line written) resumes to the same file.
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.jsonl");
+    let full: String = out.iter().map(|r| format!("{r}\n")).collect();
+    let first_line = full.lines().next().unwrap();
+    std::fs::write(&output, format!("{first_line}\n{{\"id\": \"news-")).unwrap();
+    let resume = [
+        "annotate",
+        "--profile",
+        "conll2003",
+        "--input",
+        example.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--resume",
+    ];
+    ok(saener(&resume, ""));
+    let resumed = json_lines(&std::fs::read_to_string(&output).unwrap());
+    assert_eq!(resumed, out);
     for name in ["ncbi_disease", "bc5cdr"] {
         ok(saener(
             &["annotate", "--profile", name],

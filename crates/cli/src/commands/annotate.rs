@@ -110,16 +110,13 @@ pub fn run(args: Args) -> Result<()> {
                 args.format == OutputFormat::Jsonl,
                 "--resume needs --format jsonl"
             );
-            let done = BufReader::new(std::fs::File::open(path)?)
-                .lines()
-                .map_while(std::result::Result::ok)
-                .filter(|l| serde_json::from_str::<Value>(l).is_ok())
-                .count();
-            // Rewrite the kept records, dropping a torn last line.
+            // Keep the leading complete records; a torn last line is dropped and redone.
             let kept: Vec<String> = BufReader::new(std::fs::File::open(path)?)
                 .lines()
-                .take(done)
-                .collect::<std::io::Result<_>>()?;
+                .map_while(std::result::Result::ok)
+                .take_while(|l| serde_json::from_str::<Value>(l).is_ok())
+                .collect();
+            let done = kept.len();
             std::fs::write(
                 path,
                 kept.iter().map(|l| format!("{l}\n")).collect::<String>(),
