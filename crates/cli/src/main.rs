@@ -53,6 +53,9 @@ enum Command {
     /// One table from several `eval --json` / `probe eval --json` reports (strict micro
     /// P/R/F1 and per-type F1), for head-to-head comparisons.
     Compare(commands::compare::Args),
+    /// Data efficiency: SAE-NER and both probes against the number of calibration
+    /// sentences (random draws), as a table, JSON and an SVG chart.
+    Efficiency(Box<commands::efficiency::Args>),
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Probe(command) => commands::probe::run(command),
         Command::Compare(args) => commands::compare::run(args),
+        Command::Efficiency(args) => commands::efficiency::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

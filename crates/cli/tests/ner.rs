@@ -149,6 +149,35 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
         assert!(table.contains("Disease F1"), "{table}");
     }
 
+    // Data efficiency over the same (cached) codes and residuals: a table, JSON, a chart.
+    let (runs, svg) = (dir.path().join("eff.json"), dir.path().join("eff.svg"));
+    let table = ok(saener(
+        &[
+            "efficiency",
+            "--profile",
+            &path(&profile),
+            "--data",
+            &path(&train),
+            "--test",
+            &path(&dev),
+            "--sizes",
+            "10,all",
+            "--draws",
+            "2",
+            "--json",
+            &path(&runs),
+            "--svg",
+            &path(&svg),
+            "--cache",
+            &path(&cache),
+        ],
+        "",
+    ));
+    assert!(table.contains("| probe on dense residual |"), "{table}");
+    // Two draws of 10 sentences and one of all, for each of the three methods.
+    assert_eq!(read_json(&runs).as_array().unwrap().len(), 9);
+    assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
+
     let texts = [
         "Germline mutations in BRCA1 predispose to breast and ovarian cancer.",
         "",

@@ -98,6 +98,18 @@ impl FeatureCounts {
         alignment: &Alignment,
         codes: &[SparseCode],
     ) -> Result<()> {
+        self.add_words(document, alignment, codes, |_| true)
+    }
+
+    /// Like [`FeatureCounts::add_document`], counting only the tokens of the words (numbered
+    /// across the document) for which `counted_word` holds: a sample of the sentences.
+    pub fn add_words(
+        &mut self,
+        document: &Document,
+        alignment: &Alignment,
+        codes: &[SparseCode],
+        counted_word: impl Fn(usize) -> bool,
+    ) -> Result<()> {
         alignment.check(document, codes.len())?;
         for (t, code) in codes.iter().enumerate() {
             let bad_id = code.ids.iter().find(|&&f| f as usize >= self.d_sae);
@@ -119,7 +131,7 @@ impl FeatureCounts {
         for (t, code) in codes.iter().enumerate() {
             let counted = alignment
                 .word_of(t)
-                .is_some_and(|w| self.counted.counts(t, alignment.tokens_of(w)));
+                .is_some_and(|w| counted_word(w) && self.counted.counts(t, alignment.tokens_of(w)));
             if !counted {
                 continue;
             }
@@ -146,13 +158,15 @@ impl FeatureCounts {
     }
 
     /// Counts every document of `encoded`, codes of an SAE `d_sae` wide (in parallel, over
-    /// chunks of documents whose counts are then merged).
+    /// chunks of documents whose counts are then merged); with `words`, only the words
+    /// marked there (per document, per word).
     pub fn from_corpus(
         encoded: &EncodedCorpus,
         d_sae: usize,
         labels: Vec<String>,
         taus: Vec<f32>,
         counted: CountedTokens,
+        words: Option<&[Vec<bool>]>,
     ) -> Result<FeatureCounts> {
         let empty = FeatureCounts::new(d_sae, labels, taus)?.counting(counted);
         let n = encoded.corpus.documents.len();
@@ -164,10 +178,11 @@ impl FeatureCounts {
             .map(|first| {
                 let mut counts = empty.clone();
                 for i in first..(first + per_thread).min(n) {
-                    counts.add_document(
+                    counts.add_words(
                         &encoded.corpus.documents[i],
                         &encoded.alignments[i],
                         &encoded.codes[i],
+                        |w| words.is_none_or(|m| m[i][w]),
                     )?;
                 }
                 Ok(counts)

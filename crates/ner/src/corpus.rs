@@ -243,6 +243,32 @@ impl Corpus {
         format!("{:x}", hasher.finalize())
     }
 
+    /// `n` sentences drawn uniformly without replacement (all of them if there are fewer),
+    /// a pure function of `seed`, as a mask per document over its words (numbered across
+    /// the document): a calibration subset that keeps every sentence in its context.
+    pub fn sample_sentences(&self, n: usize, seed: u64) -> Vec<Vec<bool>> {
+        use rand::seq::SliceRandom;
+        use rand::SeedableRng;
+        let mut all: Vec<(usize, usize)> = self
+            .documents
+            .iter()
+            .enumerate()
+            .flat_map(|(d, doc)| (0..doc.sentences.len()).map(move |s| (d, s)))
+            .collect();
+        all.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+        let mut masks: Vec<Vec<bool>> = self
+            .documents
+            .iter()
+            .map(|d| vec![false; d.sentences.iter().map(|s| s.words.len()).sum()])
+            .collect();
+        for &(d, s) in all.iter().take(n) {
+            let doc = &self.documents[d];
+            let first: usize = doc.sentences[..s].iter().map(|x| x.words.len()).sum();
+            masks[d][first..first + doc.sentences[s].words.len()].fill(true);
+        }
+        masks
+    }
+
     /// Splits every multi-sentence document into one document per sentence, with id
     /// `"{id}.{k}"`, its text the sentence's part of the document text and offsets shifted
     /// accordingly. The first part keeps the `-DOCSTART-` line, so the CoNLL output is

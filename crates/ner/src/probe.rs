@@ -73,6 +73,23 @@ impl WordFeatures {
         WordFeatures::Sparse { d: d_sae, codes }
     }
 
+    /// The rows of the given words, in that order.
+    pub fn select(&self, words: &[usize]) -> WordFeatures {
+        match self {
+            WordFeatures::Dense { d, rows } => WordFeatures::Dense {
+                d: *d,
+                rows: words
+                    .iter()
+                    .flat_map(|&w| rows[w * d..(w + 1) * d].iter().copied())
+                    .collect(),
+            },
+            WordFeatures::Sparse { d, codes } => WordFeatures::Sparse {
+                d: *d,
+                codes: words.iter().map(|&w| codes[w].clone()).collect(),
+            },
+        }
+    }
+
     fn len(&self) -> usize {
         match self {
             WordFeatures::Dense { d, rows } => rows.len() / (*d).max(1),

@@ -173,6 +173,7 @@ pub fn run(args: Args) -> Result<()> {
                     labels.clone(),
                     grid.taus.clone(),
                     counted,
+                    None,
                 )
             })
             .collect::<saener_ner::Result<Vec<_>>>()

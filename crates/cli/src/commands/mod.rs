@@ -5,6 +5,7 @@ pub mod bench;
 pub mod calibrate;
 pub mod compare;
 pub mod corpus;
+pub mod efficiency;
 pub mod eval;
 pub mod fetch;
 pub mod io;
