@@ -2,7 +2,7 @@
 # The probing baselines of RESULTS.md: logistic regression on each word's SAE code and on
 # its dense residual (layer 9), trained on the same train splits the profiles were
 # calibrated on, L2 chosen on dev (BC5CDR: fixed at 1e-4, since its dev split is the one
-# reported), then the head-to-head table against the shipped profiles.
+# reported), then one head-to-head table against the shipped profiles.
 #
 #   bash bench/results.sh eval    # SAE-NER reports first
 #   bash bench/probes.sh          # ~30 min cold (dense residuals are extracted once and cached)
@@ -26,6 +26,8 @@ for input in sae dense; do
   saener probe eval --probe "$OUT/bc5cdr-$input.safetensors" --data "$DATA/bc5cdr/dev.conll" \
     --json "$OUT/bc5cdr-dev-$input.json"
 done
+reports=()
 for split in conll2003-test ncbi_disease-test bc5cdr-dev; do
-  saener compare "results/$split.json" "$OUT/$split-sae.json" "$OUT/$split-dense.json"
+  reports+=("results/$split.json" "$OUT/$split-sae.json" "$OUT/$split-dense.json")
 done
+saener compare "${reports[@]}"

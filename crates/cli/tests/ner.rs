@@ -149,6 +149,25 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
         assert!(table.contains("Disease F1"), "{table}");
     }
 
+    // SAE codes exist only at the SAE's layer.
+    let wrong_layer = saener(
+        &[
+            "probe",
+            "train",
+            "--input",
+            "sae",
+            "--layer",
+            "5",
+            "--data",
+            &path(&train),
+            "--out",
+            &path(&dir.path().join("x.safetensors")),
+        ],
+        "",
+    );
+    assert!(!wrong_layer.status.success());
+    assert!(String::from_utf8_lossy(&wrong_layer.stderr).contains("--layer is for dense probes"));
+
     // Data efficiency over the same (cached) codes and residuals: a table, JSON, a chart.
     let (runs, svg) = (dir.path().join("eff.json"), dir.path().join("eff.svg"));
     let table = ok(saener(

@@ -7,7 +7,7 @@
 //!    ([`WordPooling`]); its label is the best type (the first in the profile's label order
 //!    on ties) if that score is at least the decision threshold, else O.
 //! 3. **Spans.** Within a sentence, a run of words with the same label is one entity, split
-//!    before a word whose first token fires a boundary feature of that type (profiles
+//!    before a word whose marking token fires a boundary feature of that type (profiles
 //!    calibrated with boundaries; the token read is the one calibration counted, see
 //!    [`crate::CountedTokens`]). Spans never cross sentences. A span's score is the mean
 //!    of its words' scores for its type.

@@ -14,7 +14,6 @@
 //!   on disk ([`CodeEncoder`]), so calibration and evaluation sweeps take seconds.
 //! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
 //!   evidence ([`Decoder`]).
-//!
 //! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
 //!   ([`Annotator`]).
 //! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each

@@ -36,6 +36,12 @@ pub struct TrainArgs {
     /// What the probe reads: dense (the residual at the SAE's layer) or sae (its SAE code).
     #[arg(long, default_value = "dense", value_parser = serde_name::<ProbeInput>)]
     input: ProbeInput,
+    /// Layer of the dense residual (default: the SAE's layer); for layer sweeps.
+    #[arg(long)]
+    layer: Option<usize>,
+    /// Train on the first N documents of --data only (quick sweeps).
+    #[arg(long)]
+    max_documents: Option<usize>,
     /// L2 penalties to try (one without --dev).
     #[arg(long, value_delimiter = ',', default_value = "1e-4")]
     l2: Vec<f64>,
@@ -65,6 +71,9 @@ pub struct TrainArgs {
 
 #[derive(clap::Args)]
 pub struct EvalArgs {
+    /// Layer of the dense residual (default: the SAE's layer); must be the probe's.
+    #[arg(long)]
+    layer: Option<usize>,
     /// A probe written by `saener probe train`.
     #[arg(long)]
     probe: PathBuf,
@@ -119,8 +128,14 @@ fn train(args: TrainArgs) -> Result<()> {
     if args.dev.is_none() && args.l2.len() != 1 {
         anyhow::bail!("--l2 lists several values: choosing among them needs --dev");
     }
-    let stack = Stack::load(&args.stack)?;
-    let train = read_corpus(&args.data, args.context)?;
+    if args.layer.is_some() && args.input == ProbeInput::Sae {
+        anyhow::bail!("--layer is for dense probes; an SAE code comes from the SAE's own layer");
+    }
+    let stack = Stack::load_at(&args.stack, args.layer)?;
+    let mut train = read_corpus(&args.data, args.context)?;
+    if let Some(n) = args.max_documents {
+        train.documents.truncate(n);
+    }
     let labels: Vec<String> = if args.labels.is_empty() {
         train.labels().into_iter().collect()
     } else {
@@ -186,7 +201,7 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let probe = Probe::load(&args.probe)?;
-    let stack = Stack::load(&args.stack)?;
+    let stack = Stack::load_at(&args.stack, args.layer)?;
     let origin = &probe.meta.origin;
     let sae_matters = probe.meta.input == ProbeInput::Sae;
     if origin.model != stack.model_id

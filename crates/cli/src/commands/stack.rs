@@ -74,11 +74,18 @@ pub struct Stack {
 impl Stack {
     /// Loads the SAE, then the model up to the SAE's layer only.
     pub fn load(args: &StackArgs) -> Result<Stack> {
+        Stack::load_at(args, None)
+    }
+
+    /// Like [`Stack::load`], but running the model to `layer` when given (dense probes at
+    /// other layers); SAE codes are then unavailable.
+    pub fn load_at(args: &StackArgs, layer: Option<usize>) -> Result<Stack> {
         let sae = saener_sae::load_any(sae_path(args.sae.clone()))?;
-        let layer = sae
+        let sae_layer = sae
             .config()
             .hook_layer
             .context("the SAE records no hook layer, so saener cannot tell which layer it reads")?;
+        let layer = layer.unwrap_or(sae_layer);
         let model_file = model_path(args.model.clone())?;
         let model_id = saener_lm::fetch::sha256_file(&model_file)?;
         let tokenizer = Tokenizer::from_gguf(&model_file)?;
@@ -88,7 +95,9 @@ impl Stack {
                 max_layer: Some(layer),
             },
         )?;
-        sae.check_compatible(model.config().hidden_size, layer)?;
+        if layer == sae_layer {
+            sae.check_compatible(model.config().hidden_size, layer)?;
+        }
         Ok(Stack {
             tokenizer,
             model,
@@ -133,6 +142,13 @@ impl Stack {
 
     /// `corpus` with its codes, from the cache when it holds them.
     pub fn encode(&self, corpus: Corpus, cache: &CacheArgs) -> Result<EncodedCorpus> {
+        if self.sae.config().hook_layer != Some(self.layer) {
+            anyhow::bail!(
+                "the SAE reads layer {:?}, not layer {}: SAE codes need the SAE's layer",
+                self.sae.config().hook_layer,
+                self.layer
+            );
+        }
         let bar = indicatif::ProgressBar::new(corpus.documents.len() as u64).with_style(
             indicatif::ProgressStyle::with_template(
                 "{elapsed_precise} [{bar:30}] {pos}/{len} documents encoded (ETA {eta})",
