@@ -514,6 +514,22 @@ mod tests {
     }
 
     #[test]
+    fn add_words_counts_only_the_chosen_words() {
+        let (document, alignment, codes) = toy();
+        let mut counts =
+            FeatureCounts::new(8, vec!["PER".into(), "LOC".into()], vec![0.0]).unwrap();
+        // Words 0 (Angela) and 3 (Paris) only.
+        counts
+            .add_words(&document, &alignment, &codes, |w| w == 0 || w == 3)
+            .unwrap();
+        assert_eq!((counts.tokens(), counts.label_tokens()), (2, &[1, 1][..]));
+        let mut none = FeatureCounts::new(8, vec!["PER".into()], vec![0.0]).unwrap();
+        none.add_words(&document, &alignment, &codes, |_| false)
+            .unwrap();
+        assert_eq!(none.tokens(), 0);
+    }
+
+    #[test]
     fn word_last_counts_only_the_last_token_of_each_word() {
         // "Merkel" as two tokens, "Mer" (feature 5) and "kel" (feature 6).
         let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\n");

@@ -1076,6 +1076,31 @@ pub fn parse_text(bytes: &[u8], file: &str, mode: TextMode) -> Result<Loaded> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn sampled_sentences_are_whole_deterministic_and_capped() {
+        let text = "-DOCSTART- O\n\nA O\nb O\n\nC O\n\n-DOCSTART- O\n\nD O\ne O\nf O\n\nG O\n";
+        let corpus = parse_conll(text.as_bytes(), "t.conll", &ConllOptions::default())
+            .unwrap()
+            .corpus;
+        let words = |m: &[Vec<bool>]| m.iter().flatten().filter(|&&k| k).count();
+        let two = corpus.sample_sentences(2, 7);
+        assert_eq!(two, corpus.sample_sentences(2, 7));
+        assert_eq!(two.iter().map(Vec::len).collect::<Vec<_>>(), [3, 4]);
+        // Each sentence is kept whole: the masks are unions of whole sentences.
+        let sentences = [(0, 0..2), (0, 2..3), (1, 0..3), (1, 3..4)];
+        let kept = sentences
+            .iter()
+            .filter(|(d, r)| two[*d][r.clone()].iter().all(|&k| k))
+            .count();
+        assert_eq!(kept, 2);
+        assert!(sentences
+            .iter()
+            .all(|(d, r)| two[*d][r.clone()].iter().all(|&k| k)
+                || two[*d][r.clone()].iter().all(|&k| !k)));
+        assert_eq!(words(&corpus.sample_sentences(10, 0)), 7);
+        assert_eq!(words(&corpus.sample_sentences(0, 0)), 0);
+    }
+
     fn conll(text: &str) -> Loaded {
         parse_conll(text.as_bytes(), "t.conll", &ConllOptions::default()).unwrap()
     }
