@@ -180,15 +180,11 @@ impl CodeEncoder<'_> {
         root: Option<&Path>,
         progress: impl FnMut(usize, usize),
     ) -> Result<Vec<DocumentCodes>> {
-        let dir = root.map(|r| r.join(self.key(corpus).folder_name()));
-        cached(
-            corpus,
-            &self.key(corpus),
-            dir,
-            CODES_FILE,
-            progress,
-            |chunk| self.encode(chunk),
-        )
+        let key = self.key(corpus);
+        let dir = root.map(|r| r.join(key.folder_name()));
+        cached(corpus, &key, dir, CODES_FILE, progress, |chunk| {
+            self.encode(chunk)
+        })
     }
 
     /// The dense residual row of each word's last token (what a dense probe reads), per

@@ -1,12 +1,11 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{Annotator, Combine, ConllOptions, Corpus, Document, Span, WordPooling};
+use saener_ner::{Annotator, ConllOptions, Corpus, Document, Span};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
-use crate::commands::calibrate::serde_name;
 use crate::commands::io::{for_each_json_line, Record};
-use crate::commands::stack::{load_profile, Stack, StackArgs};
+use crate::commands::stack::{load_profile, DecodeOverrides, Stack, StackArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -43,18 +42,8 @@ pub struct Args {
     /// Records per model call (the model batches them by length).
     #[arg(long, default_value_t = 64)]
     chunk: usize,
-    /// Override the profile's decision threshold.
-    #[arg(long)]
-    threshold: Option<f64>,
-    /// Override the profile's hysteresis threshold (`none`: off).
-    #[arg(long, value_parser = crate::commands::calibrate::parse_extend)]
-    extend: Option<Option<f64>>,
-    /// Override the profile's vote combination (noisy_or or max).
-    #[arg(long, value_parser = serde_name::<Combine>)]
-    combine: Option<Combine>,
-    /// Override the profile's word pooling (last, first, max or mean).
-    #[arg(long, value_parser = serde_name::<WordPooling>)]
-    pooling: Option<WordPooling>,
+    #[command(flatten)]
+    decoding: DecodeOverrides,
     #[command(flatten)]
     stack: StackArgs,
 }
@@ -83,11 +72,7 @@ struct Item {
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    let mut params = profile.decoding;
-    params.threshold = args.threshold.unwrap_or(params.threshold);
-    params.combine = args.combine.unwrap_or(params.combine);
-    params.pooling = args.pooling.unwrap_or(params.pooling);
-    params.extend = args.extend.unwrap_or(params.extend);
+    let params = args.decoding.apply(profile.decoding);
 
     let (name, mut input): (String, Box<dyn BufRead>) = match &args.input {
         Some(path) => (

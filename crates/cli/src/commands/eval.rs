@@ -1,10 +1,11 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{evaluate_corpus, Combine, Decoder, EvalReport, Prf, WordPooling};
+use saener_ner::{evaluate_corpus, Decoder, EvalReport, Prf};
 use serde::Serialize;
 use std::path::PathBuf;
 
-use crate::commands::calibrate::serde_name;
-use crate::commands::stack::{load_profile, read_corpus, CacheArgs, Context, Stack, StackArgs};
+use crate::commands::stack::{
+    load_profile, read_corpus, CacheArgs, Context, DecodeOverrides, Stack, StackArgs,
+};
 
 #[derive(clap::Args)]
 #[command(
@@ -30,18 +31,8 @@ pub struct Args {
     /// Context each sentence is read in.
     #[arg(long, value_enum, default_value_t = Context::Document)]
     context: Context,
-    /// Override the profile's decision threshold.
-    #[arg(long)]
-    threshold: Option<f64>,
-    /// Override the profile's hysteresis threshold (`none`: off).
-    #[arg(long, value_parser = crate::commands::calibrate::parse_extend)]
-    extend: Option<Option<f64>>,
-    /// Override the profile's vote combination (noisy_or or max).
-    #[arg(long, value_parser = serde_name::<Combine>)]
-    combine: Option<Combine>,
-    /// Override the profile's word pooling (last, first, max or mean).
-    #[arg(long, value_parser = serde_name::<WordPooling>)]
-    pooling: Option<WordPooling>,
+    #[command(flatten)]
+    decoding: DecodeOverrides,
     #[command(flatten)]
     stack: StackArgs,
     #[command(flatten)]
@@ -61,22 +52,18 @@ struct Report<'a> {
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    let mut params = profile.decoding;
-    params.threshold = args.threshold.unwrap_or(params.threshold);
-    params.combine = args.combine.unwrap_or(params.combine);
-    params.pooling = args.pooling.unwrap_or(params.pooling);
-    params.extend = args.extend.unwrap_or(params.extend);
+    let params = args.decoding.apply(profile.decoding);
 
     let stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let gold = read_corpus(&args.data, args.context)?;
-    if gold.checksum() == profile.origin.data_checksum {
+    let data_checksum = gold.checksum();
+    if data_checksum == profile.origin.data_checksum {
         eprintln!(
             "saener: warning: {} is the data this profile was calibrated on: these scores are not held-out",
             args.data.display()
         );
     }
-    let data_checksum = gold.checksum();
     let encoded = stack.encode(gold, &args.cache)?;
     let predicted = Decoder::new(&profile, params)?.predict_corpus(&encoded)?;
     let report = evaluate_corpus(&encoded.corpus, &predicted)?;

@@ -220,7 +220,8 @@ fn eval(args: EvalArgs) -> Result<()> {
         );
     }
     let gold = read_corpus(&args.data, args.context)?;
-    if gold.checksum() == origin.data_checksum {
+    let data_checksum = gold.checksum();
+    if data_checksum == origin.data_checksum {
         eprintln!(
             "saener: warning: {} is the data this probe was trained on: these scores are not held-out",
             args.data.display()
@@ -238,7 +239,7 @@ fn eval(args: EvalArgs) -> Result<()> {
         &report,
         &predicted,
         &args.data,
-        gold.checksum(),
+        data_checksum,
         &args.probe.display().to_string(),
         args.context,
     )

@@ -6,10 +6,14 @@ use anyhow::{Context as _, Result};
 use saener_lm::gemma3::{Gemma3, LoadOptions};
 use saener_lm::residuals::{ExtractOptions, Extractor};
 use saener_lm::Tokenizer;
-use saener_ner::{CodeEncoder, ConllOptions, Corpus, EncodedCorpus, Origin, Profile};
+use saener_ner::{
+    CodeEncoder, Combine, ConllOptions, Corpus, DecodeParams, EncodedCorpus, Origin, Profile,
+    WordPooling,
+};
 use saener_sae::Sae;
 use std::path::{Path, PathBuf};
 
+use crate::commands::calibrate::serde_name;
 use crate::commands::io::{model_path, sae_path};
 
 /// Model, SAE and what to run them with; flattened into each NER subcommand.
@@ -57,6 +61,36 @@ impl CacheArgs {
                 .clone()
                 .unwrap_or_else(|| saener_lm::saener_home().join("codes")),
         )
+    }
+}
+
+/// Per-run overrides of a profile's decoding parameters; flattened into `eval` and
+/// `annotate`.
+#[derive(clap::Args, Clone)]
+pub struct DecodeOverrides {
+    /// Override the profile's decision threshold.
+    #[arg(long)]
+    threshold: Option<f64>,
+    /// Override the profile's hysteresis threshold (`none`: off).
+    #[arg(long, value_parser = crate::commands::calibrate::parse_extend)]
+    extend: Option<Option<f64>>,
+    /// Override the profile's vote combination (noisy_or or max).
+    #[arg(long, value_parser = serde_name::<Combine>)]
+    combine: Option<Combine>,
+    /// Override the profile's word pooling (last, first, max or mean).
+    #[arg(long, value_parser = serde_name::<WordPooling>)]
+    pooling: Option<WordPooling>,
+}
+
+impl DecodeOverrides {
+    /// `params` with every given override applied.
+    pub fn apply(&self, params: DecodeParams) -> DecodeParams {
+        DecodeParams {
+            threshold: self.threshold.unwrap_or(params.threshold),
+            extend: self.extend.unwrap_or(params.extend),
+            combine: self.combine.unwrap_or(params.combine),
+            pooling: self.pooling.unwrap_or(params.pooling),
+        }
     }
 }
 
