@@ -18,7 +18,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, Sentence};
 use crate::tags::{self, Chunk, Prefix, Tag};
@@ -98,6 +98,64 @@ pub struct EvalReport {
     pub strict: Scores,
     pub conlleval: Scores,
     pub errors: ErrorBreakdown,
+}
+
+/// How noisy an annotation of a corpus is against its gold annotation, each rate a share
+/// of the *gold* entities — the unit [`crate::perturb()`] works in, so a corpus perturbed
+/// at rate R measures R on its kind. Counted from the [`ErrorBreakdown`]:
+///
+/// - `false_negative`: gold entities that no annotated entity overlaps (missed);
+/// - `false_positive`: annotated entities that overlap no gold entity (spurious);
+/// - `boundary`: annotated entities overlapping a gold entity of their type, with other
+///   boundaries;
+/// - `type_`: annotated entities overlapping gold entities of other types only, with the
+///   same boundaries as one of them or not (the type is wrong either way).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct NoiseRates {
+    pub gold_entities: usize,
+    pub annotated_entities: usize,
+    pub false_negative: f64,
+    pub false_positive: f64,
+    pub boundary: f64,
+    #[serde(rename = "type")]
+    pub type_: f64,
+}
+
+impl NoiseRates {
+    /// The noise of `annotated` (a copy of `gold`'s words with other entities).
+    pub fn measure(gold: &Corpus, annotated: &Corpus) -> Result<NoiseRates> {
+        let errors = evaluate_corpus(gold, annotated)?.errors;
+        let count = |c: &Corpus| c.sentences().map(|s| s.entities.len()).sum::<usize>();
+        let gold_entities = count(gold);
+        let share = |k: usize| k as f64 / gold_entities.max(1) as f64;
+        Ok(NoiseRates {
+            gold_entities,
+            annotated_entities: count(annotated),
+            false_negative: share(errors.missed),
+            false_positive: share(errors.spurious),
+            boundary: share(errors.boundary),
+            type_: share(errors.type_ + errors.boundary_type),
+        })
+    }
+}
+
+impl fmt::Display for NoiseRates {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(
+            f,
+            "{} gold entities, {} annotated; as shares of the gold entities:",
+            self.gold_entities, self.annotated_entities
+        )?;
+        for (name, rate) in [
+            ("false negatives", self.false_negative),
+            ("false positives", self.false_positive),
+            ("boundary errors", self.boundary),
+            ("type errors", self.type_),
+        ] {
+            writeln!(f, "  {name:<16} {:6.2} %", 100.0 * rate)?;
+        }
+        Ok(())
+    }
 }
 
 /// An entity of the evaluation: sentence index and chunk.

@@ -18,6 +18,8 @@
 //!   ([`Annotator`]).
 //! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each
 //!   word's dense residual or SAE code ([`Probe`]).
+//! - [`tagger`] is the downstream tagger of the silver-data study: a linear-chain CRF over
+//!   frozen dense features ([`Tagger`]).
 //! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
@@ -32,10 +34,12 @@ pub mod eval;
 pub mod perturb;
 pub mod probe;
 pub mod profile;
+pub mod tagger;
 mod tags;
 #[cfg(test)]
 mod test_support;
 pub mod tune;
+mod weights;
 
 pub use align::{Alignment, WordPooling};
 pub use annotate::Annotator;
@@ -49,10 +53,11 @@ pub use corpus::{
 pub use decode::{
     predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence, Span, MAX_EVIDENCE,
 };
-pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, Prf, Scores};
+pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, NoiseRates, Prf, Scores};
 pub use perturb::{perturb, PerturbKind};
 pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};
+pub use tagger::{Tagger, TaggerMeta, TaggerOptions};
 pub use tune::{sweep, Grid, Trial};
 
 /// Errors of the NER stage. Each names the file, line and field at fault (or, for metrics,

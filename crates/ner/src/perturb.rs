@@ -360,6 +360,31 @@ mod tests {
         }
     }
 
+    /// `NoiseRates` (what `saener diff` prints) reads back the rate a perturbation was made
+    /// at, on its own kind only, within one entity.
+    #[test]
+    fn noise_rates_measure_each_perturbation_on_its_kind() {
+        let gold = corpus();
+        let n = n_entities(&gold) as f64;
+        for kind in [PerturbKind::Fn, PerturbKind::Boundary, PerturbKind::Fp] {
+            for rate in [0.1, 0.3, 0.5] {
+                let noisy = perturb(&gold, kind, rate, 3).unwrap();
+                let m = crate::NoiseRates::measure(&gold, &noisy).unwrap();
+                let measured = [m.false_negative, m.boundary, m.false_positive];
+                let on = match kind {
+                    PerturbKind::Fn => 0,
+                    PerturbKind::Boundary => 1,
+                    PerturbKind::Fp => 2,
+                };
+                for (k, &r) in measured.iter().enumerate() {
+                    let want = if k == on { rate } else { 0.0 };
+                    assert!((r - want).abs() * n <= 1.0, "{kind:?} at {rate}: {m:?}");
+                }
+                assert_eq!(m.type_, 0.0, "{kind:?}");
+            }
+        }
+    }
+
     #[test]
     fn rejects_rates_out_of_range() {
         let gold = corpus();

@@ -21,6 +21,7 @@ use crate::codes::{EncodedCorpus, WordRows};
 use crate::corpus::Corpus;
 use crate::decode::{entity_runs, predicted_document};
 use crate::profile::Origin;
+use crate::weights;
 use crate::{Error, Result};
 
 /// Version of the probe file layout.
@@ -337,103 +338,36 @@ impl Probe {
     /// Writes the probe as safetensors (`weight [d, classes]`, `bias`, `shift`, `scale`)
     /// with its [`ProbeMeta`] as JSON under the metadata key `saener_probe`.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
         let n_classes = self.bias.len();
-        let bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
-        let tensors = [
-            ("weight", vec![self.d, n_classes], bytes(&self.weight)),
-            ("bias", vec![n_classes], bytes(&self.bias)),
-            ("shift", vec![self.d], bytes(&self.shift)),
-            ("scale", vec![self.d], bytes(&self.scale)),
-        ];
-        let views = tensors
-            .iter()
-            .map(|(name, shape, data)| {
-                let view = safetensors::tensor::TensorView::new(
-                    safetensors::Dtype::F32,
-                    shape.clone(),
-                    data,
-                )
-                .expect("shape matches data");
-                (name.to_string(), view)
-            })
-            .collect::<Vec<_>>();
         let meta = serde_json::to_string(&self.meta).expect("metadata serializes");
-        let metadata = HashMap::from([(METADATA_KEY.to_string(), meta)]);
-        safetensors::serialize_to_file(views, Some(metadata), path).map_err(|e| Error::Io {
-            file: path.display().to_string(),
-            source: std::io::Error::other(e.to_string()),
-        })
+        weights::save(
+            path.as_ref(),
+            METADATA_KEY,
+            meta,
+            &[
+                ("weight", vec![self.d, n_classes], &self.weight),
+                ("bias", vec![n_classes], &self.bias),
+                ("shift", vec![self.d], &self.shift),
+                ("scale", vec![self.d], &self.scale),
+            ],
+        )
     }
 
     /// Reads a probe written by [`Probe::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Probe> {
-        let path = path.as_ref();
-        let file = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            file: file.clone(),
-            source,
-        })?;
-        let invalid = |field: &str, expected: &str, found: String| Error::Invalid {
-            file: file.clone(),
-            field: field.to_string(),
-            expected: expected.to_string(),
-            found,
-        };
-        let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
-            .map_err(|e| invalid("header", "a safetensors file", e.to_string()))?;
-        let meta_json = header
-            .metadata()
-            .as_ref()
-            .and_then(|m| m.get(METADATA_KEY))
-            .ok_or_else(|| invalid(METADATA_KEY, "probe metadata", "none".into()))?;
-        let meta: ProbeMeta = serde_json::from_str(meta_json)
-            .map_err(|e| invalid(METADATA_KEY, "probe metadata", e.to_string()))?;
+        let mut file = weights::load(path.as_ref(), METADATA_KEY)?;
+        let meta: ProbeMeta = serde_json::from_str(&file.meta)
+            .map_err(|e| file.invalid(METADATA_KEY, "probe metadata", e.to_string()))?;
         if meta.format != FORMAT {
-            return Err(invalid("format", "1", meta.format.to_string()));
+            return Err(file.invalid("format", "1", meta.format.to_string()));
         }
-        let tensors = safetensors::SafeTensors::deserialize(&bytes)
-            .map_err(|e| invalid("tensors", "a safetensors file", e.to_string()))?;
         let n_classes = meta.labels.len() + 1;
-        let read = |name: &str| -> Result<(Vec<usize>, Vec<f32>)> {
-            let t = tensors
-                .tensor(name)
-                .map_err(|e| invalid(name, "an f32 tensor", e.to_string()))?;
-            if t.dtype() != safetensors::Dtype::F32 {
-                return Err(invalid(name, "dtype F32", format!("{:?}", t.dtype())));
-            }
-            let values = t
-                .data()
-                .chunks_exact(4)
-                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                .collect();
-            Ok((t.shape().to_vec(), values))
-        };
-        let (shape, weight) = read("weight")?;
-        let d = shape[0];
-        let expect = |name: &str, want: Vec<usize>| -> Result<Vec<f32>> {
-            let (shape, values) = read(name)?;
-            if shape != want {
-                return Err(invalid(
-                    name,
-                    &format!("shape {want:?}"),
-                    format!("{shape:?}"),
-                ));
-            }
-            Ok(values)
-        };
-        if shape != [d, n_classes] {
-            return Err(invalid(
-                "weight",
-                &format!("shape [d, {n_classes}]"),
-                format!("{shape:?}"),
-            ));
-        }
+        let d = file.shape("weight")?[0];
         Ok(Probe {
-            bias: expect("bias", vec![n_classes])?,
-            shift: expect("shift", vec![d])?,
-            scale: expect("scale", vec![d])?,
-            weight,
+            weight: file.take("weight", &[d, n_classes])?,
+            bias: file.take("bias", &[n_classes])?,
+            shift: file.take("shift", &[d])?,
+            scale: file.take("scale", &[d])?,
             d,
             meta,
         })
@@ -442,7 +376,7 @@ impl Probe {
 
 /// `(shift, scale)` standardising each dense input to mean 0 and variance 1; sparse codes
 /// are only scaled, by one factor (their mean active value), to keep them sparse.
-fn standardisation(features: &WordFeatures) -> (Vec<f32>, Vec<f32>) {
+pub(crate) fn standardisation(features: &WordFeatures) -> (Vec<f32>, Vec<f32>) {
     match features {
         WordFeatures::Dense { d, rows } => {
             let n = (rows.len() / d).max(1) as f64;
@@ -481,14 +415,14 @@ fn standardisation(features: &WordFeatures) -> (Vec<f32>, Vec<f32>) {
 }
 
 /// Adam (Kingma & Ba) with the usual defaults.
-struct Adam {
+pub(crate) struct Adam {
     m: Vec<f32>,
     v: Vec<f32>,
     t: i32,
 }
 
 impl Adam {
-    fn new(n: usize) -> Adam {
+    pub(crate) fn new(n: usize) -> Adam {
         Adam {
             m: vec![0.0; n],
             v: vec![0.0; n],
@@ -496,7 +430,7 @@ impl Adam {
         }
     }
 
-    fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64) {
+    pub(crate) fn step(&mut self, params: &mut [f32], grads: &[f32], lr: f64) {
         const B1: f32 = 0.9;
         const B2: f32 = 0.999;
         self.t += 1;
