@@ -56,6 +56,22 @@ enum Command {
     /// Data efficiency: SAE-NER and both probes against the number of calibration
     /// sentences (random draws), as a table, JSON and an SVG chart.
     Efficiency(Box<commands::efficiency::Args>),
+    /// SAE-NER labels over the text of a corpus (e.g. a training split): silver data, in
+    /// the input's format.
+    Silver(Box<commands::silver::Args>),
+    /// Noise of an annotation against gold: false-negative, false-positive, boundary and
+    /// type-error rates (shares of the gold entities).
+    Diff(commands::diff::Args),
+    /// A copy of a gold corpus with controlled noise: dropped entities, moved boundaries
+    /// or spurious entities (CoNLL to stdout by default).
+    Perturb(commands::perturb::Args),
+    /// Train and evaluate the downstream tagger of the silver-data study (a CRF over
+    /// frozen residuals).
+    #[command(subcommand)]
+    Tagger(commands::tagger::Command),
+    /// The silver-data and annotation-noise study: the tagger trained on gold, silver and
+    /// perturbed gold, scored on the gold test split (resumable; table, JSON, chart).
+    Study(Box<commands::study::Args>),
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
@@ -76,6 +92,11 @@ fn main() -> ExitCode {
         Command::Probe(command) => commands::probe::run(command),
         Command::Compare(args) => commands::compare::run(args),
         Command::Efficiency(args) => commands::efficiency::run(*args),
+        Command::Silver(args) => commands::silver::run(*args),
+        Command::Diff(args) => commands::diff::run(args),
+        Command::Perturb(args) => commands::perturb::run(args),
+        Command::Tagger(command) => commands::tagger::run(command),
+        Command::Study(args) => commands::study::run(*args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

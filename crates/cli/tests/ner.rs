@@ -4,26 +4,9 @@
 
 mod common;
 
-use common::{json_lines, ok, saener, shared};
+use common::{first_documents, json_lines, ok, saener};
 use serde_json::Value;
 use std::path::Path;
-
-/// The first `n` `-DOCSTART-` documents of a shared CoNLL file, written to `out`.
-fn first_documents(file: &str, n: usize, out: &Path) {
-    let text = std::fs::read_to_string(shared().join("data").join(file)).unwrap();
-    let mut kept = String::new();
-    let mut documents = 0;
-    for line in text.split_inclusive('\n') {
-        if line.starts_with("-DOCSTART-") {
-            documents += 1;
-            if documents > n {
-                break;
-            }
-        }
-        kept.push_str(line);
-    }
-    std::fs::write(out, kept).unwrap();
-}
 
 fn read_json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()

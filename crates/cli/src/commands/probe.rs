@@ -114,13 +114,7 @@ fn features(
             let encoded = stack.encode(corpus.clone(), cache)?;
             WordFeatures::sparse(&encoded, stack.sae.config().d_sae)
         }
-        ProbeInput::Dense => {
-            let root = cache.root();
-            let rows = stack
-                .encoder()
-                .word_residuals(corpus, root.as_deref(), |_, _| {})?;
-            WordFeatures::dense(&rows)
-        }
+        ProbeInput::Dense => stack.dense_words(corpus, cache)?,
     })
 }
 

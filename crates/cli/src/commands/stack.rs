@@ -8,7 +8,7 @@ use saener_lm::residuals::{ExtractOptions, Extractor};
 use saener_lm::Tokenizer;
 use saener_ner::{
     CodeEncoder, Combine, ConllOptions, Corpus, DecodeParams, EncodedCorpus, Origin, Profile,
-    WordPooling,
+    WordFeatures, WordPooling,
 };
 use saener_sae::Sae;
 use std::path::{Path, PathBuf};
@@ -174,6 +174,16 @@ impl Stack {
             .context("the profile belongs to another model or SAE (pass the --sae it was calibrated with)")
     }
 
+    /// Each word's dense residual (at its last token) at this stack's layer, through the
+    /// cache.
+    pub fn dense_words(&self, corpus: &Corpus, cache: &CacheArgs) -> Result<WordFeatures> {
+        let root = cache.root();
+        let rows = self
+            .encoder()
+            .word_residuals(corpus, root.as_deref(), |_, _| {})?;
+        Ok(WordFeatures::dense(&rows))
+    }
+
     /// `corpus` with its codes, from the cache when it holds them.
     pub fn encode(&self, corpus: Corpus, cache: &CacheArgs) -> Result<EncodedCorpus> {
         if self.sae.config().hook_layer != Some(self.layer) {
@@ -204,10 +214,24 @@ impl Stack {
 /// `.jsonl`/`.json` is JSONL, anything else CoNLL), in the given context. Reader warnings
 /// (repaired tags, snapped spans) go to stderr, each with its file and line.
 pub fn read_corpus(path: &Path, context: Context) -> Result<Corpus> {
-    let jsonl = path
-        .extension()
-        .is_some_and(|e| e == "jsonl" || e == "json");
-    let loaded = if jsonl {
+    let corpus = read_words(path, context)?;
+    if !corpus.annotated {
+        anyhow::bail!(
+            "{}: no gold entities (JSONL records need an \"entities\" field)",
+            path.display()
+        );
+    }
+    Ok(corpus)
+}
+
+fn is_jsonl(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e == "jsonl" || e == "json")
+}
+
+/// Like [`read_corpus`], but the entities may be absent (JSONL without `entities`).
+pub fn read_words(path: &Path, context: Context) -> Result<Corpus> {
+    let loaded = if is_jsonl(path) {
         saener_ner::read_jsonl(path)?
     } else {
         saener_ner::read_conll(path, &ConllOptions::default())?
@@ -223,16 +247,32 @@ pub fn read_corpus(path: &Path, context: Context) -> Result<Corpus> {
             path.display()
         );
     }
-    if !loaded.corpus.annotated {
-        anyhow::bail!(
-            "{}: no gold entities (JSONL records need an \"entities\" field)",
-            path.display()
-        );
-    }
     Ok(match context {
         Context::Document => loaded.corpus,
         Context::Sentence => loaded.corpus.into_sentence_documents(),
     })
+}
+
+/// Writes `corpus` in the format of the file it was read from (JSONL for `.jsonl`/`.json`,
+/// else CoNLL with the input's columns), to `out` or to stdout.
+pub fn write_corpus(corpus: &Corpus, read_from: &Path, out: Option<&Path>) -> Result<()> {
+    let text = if is_jsonl(read_from) {
+        corpus.to_jsonl()
+    } else {
+        corpus.to_conll()
+    };
+    match out {
+        Some(path) => {
+            std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
+        }
+        None => {
+            use std::io::Write as _;
+            std::io::stdout()
+                .lock()
+                .write_all(text.as_bytes())
+                .context("writing to stdout")
+        }
+    }
 }
 
 /// A profile by path, or by the name of one shipped beside the default SAE

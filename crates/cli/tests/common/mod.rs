@@ -1,5 +1,8 @@
 //! Helpers shared by the end-to-end tests of the `saener` binary.
 
+// Each test file compiles this module on its own and uses only some of it.
+#![allow(dead_code)]
+
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
@@ -42,4 +45,30 @@ pub fn json_lines(stdout: &str) -> Vec<serde_json::Value> {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect()
+}
+
+/// The stderr of a run that must fail.
+pub fn fails(output: Output) -> String {
+    assert!(
+        !output.status.success(),
+        "saener succeeded but should have failed"
+    );
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// The first `n` `-DOCSTART-` documents of a shared CoNLL file, written to `out`.
+pub fn first_documents(file: &str, n: usize, out: &std::path::Path) {
+    let text = std::fs::read_to_string(shared().join("data").join(file)).unwrap();
+    let mut kept = String::new();
+    let mut documents = 0;
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("-DOCSTART-") {
+            documents += 1;
+            if documents > n {
+                break;
+            }
+        }
+        kept.push_str(line);
+    }
+    std::fs::write(out, kept).unwrap();
 }
