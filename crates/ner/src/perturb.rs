@@ -26,6 +26,9 @@ pub enum PerturbKind {
     /// lengths drawn from the gold length distribution, at uniformly drawn word positions
     /// that neither overlap nor touch any entity. `rate` may exceed 1.
     Fp,
+    /// Type errors: entities chosen uniformly get another type, drawn uniformly from the
+    /// corpus's other types (which needs at least two types); boundaries stay.
+    Type,
 }
 
 /// Tries per spurious entity before concluding the corpus has no room left for it.
@@ -46,6 +49,14 @@ pub fn perturb(corpus: &Corpus, kind: PerturbKind, rate: f64, seed: u64) -> Resu
             found: rate.to_string(),
         });
     }
+    let labels: Vec<String> = corpus.labels().into_iter().collect();
+    if kind == PerturbKind::Type && rate > 0.0 && labels.len() < 2 {
+        return Err(Error::Argument {
+            name: "Type rate".into(),
+            expected: "0 for a corpus with fewer than two entity types".into(),
+            found: rate.to_string(),
+        });
+    }
     let mut out = corpus.clone();
     let mut rng = StdRng::seed_from_u64(seed);
     let addresses = entity_addresses(&out);
@@ -54,6 +65,7 @@ pub fn perturb(corpus: &Corpus, kind: PerturbKind, rate: f64, seed: u64) -> Resu
         PerturbKind::Fn => drop_entities(&mut out, addresses, target, &mut rng),
         PerturbKind::Boundary => move_boundaries(&mut out, addresses, target, &mut rng),
         PerturbKind::Fp => add_spurious(&mut out, target, &mut rng),
+        PerturbKind::Type => relabel(&mut out, addresses, target, &labels, &mut rng),
     }
     Ok(out)
 }
@@ -81,6 +93,21 @@ fn drop_entities(
     // From the back, so that the indices still to remove stay valid.
     for &(d, s, e) in doomed.iter().rev() {
         corpus.documents[d].sentences[s].entities.remove(e);
+    }
+}
+
+fn relabel(
+    corpus: &mut Corpus,
+    mut addresses: Vec<(usize, usize, usize)>,
+    count: usize,
+    labels: &[String],
+    rng: &mut StdRng,
+) {
+    addresses.shuffle(rng);
+    for &(d, s, e) in &addresses[..count] {
+        let entity = &mut corpus.documents[d].sentences[s].entities[e];
+        let others: Vec<&String> = labels.iter().filter(|l| **l != entity.label).collect();
+        entity.label = others.choose(rng).expect("two types or more").to_string();
     }
 }
 
@@ -227,6 +254,13 @@ mod tests {
             .corpus
     }
 
+    const ALL: [PerturbKind; 4] = [
+        PerturbKind::Fn,
+        PerturbKind::Boundary,
+        PerturbKind::Fp,
+        PerturbKind::Type,
+    ];
+
     type Spans = Vec<BTreeSet<Entity>>;
 
     /// Entities per sentence; asserts that the words did not change.
@@ -350,9 +384,33 @@ mod tests {
     }
 
     #[test]
+    fn type_changes_labels_only() {
+        let gold = corpus();
+        let noisy = perturb(&gold, PerturbKind::Type, 0.3, 2).unwrap();
+        let (before, after) = entities(&gold, &noisy);
+        let mut changed = 0;
+        for (b, a) in before.iter().zip(&after) {
+            let span = |e: &Entity| (e.start, e.end);
+            assert_eq!(
+                b.iter().map(span).collect::<Vec<_>>(),
+                a.iter().map(span).collect::<Vec<_>>()
+            );
+            changed += b.iter().zip(a).filter(|(x, y)| x.label != y.label).count();
+        }
+        let n = n_entities(&gold) as f64;
+        assert!((changed as f64 - 0.3 * n).abs() <= 1.0, "{changed} of {n}");
+
+        let one_type = parse_conll(b"Ann B-PER\nsaw O\nBob B-PER\n", "one", &Default::default())
+            .unwrap()
+            .corpus;
+        let err = perturb(&one_type, PerturbKind::Type, 0.5, 0).unwrap_err();
+        assert!(matches!(err, Error::Argument { .. }), "{err}");
+    }
+
+    #[test]
     fn seeds_decide_the_outcome() {
         let gold = corpus();
-        for kind in [PerturbKind::Fn, PerturbKind::Boundary, PerturbKind::Fp] {
+        for kind in ALL {
             let a = perturb(&gold, kind, 0.1, 7).unwrap();
             assert_eq!(a, perturb(&gold, kind, 0.1, 7).unwrap(), "{kind:?}");
             assert_ne!(a, perturb(&gold, kind, 0.1, 8).unwrap(), "{kind:?}");
@@ -366,21 +424,16 @@ mod tests {
     fn noise_rates_measure_each_perturbation_on_its_kind() {
         let gold = corpus();
         let n = n_entities(&gold) as f64;
-        for kind in [PerturbKind::Fn, PerturbKind::Boundary, PerturbKind::Fp] {
+        for kind in ALL {
             for rate in [0.1, 0.3, 0.5] {
                 let noisy = perturb(&gold, kind, rate, 3).unwrap();
                 let m = crate::NoiseRates::measure(&gold, &noisy).unwrap();
-                let measured = [m.false_negative, m.boundary, m.false_positive];
-                let on = match kind {
-                    PerturbKind::Fn => 0,
-                    PerturbKind::Boundary => 1,
-                    PerturbKind::Fp => 2,
-                };
+                let measured = [m.false_negative, m.boundary, m.false_positive, m.type_];
+                let on = ALL.iter().position(|&k| k == kind).unwrap();
                 for (k, &r) in measured.iter().enumerate() {
                     let want = if k == on { rate } else { 0.0 };
                     assert!((r - want).abs() * n <= 1.0, "{kind:?} at {rate}: {m:?}");
                 }
-                assert_eq!(m.type_, 0.0, "{kind:?}");
             }
         }
     }

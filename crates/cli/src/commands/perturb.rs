@@ -17,7 +17,7 @@ pub struct Args {
     data: PathBuf,
     /// fn: drop entities; boundary: move one edge of an entity by one word (extend or
     /// shrink, never empty or touching another entity); fp: add entities of a random type
-    /// on non-entity words, with gold lengths.
+    /// on non-entity words, with gold lengths; type: give entities another type.
     #[arg(long, value_enum)]
     kind: Kind,
     /// Share of the gold entities affected (for fp: spurious entities added per gold entity).
@@ -36,6 +36,7 @@ enum Kind {
     Fn,
     Boundary,
     Fp,
+    Type,
 }
 
 impl From<Kind> for PerturbKind {
@@ -44,6 +45,7 @@ impl From<Kind> for PerturbKind {
             Kind::Fn => PerturbKind::Fn,
             Kind::Boundary => PerturbKind::Boundary,
             Kind::Fp => PerturbKind::Fp,
+            Kind::Type => PerturbKind::Type,
         }
     }
 }

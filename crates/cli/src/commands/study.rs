@@ -15,7 +15,7 @@ use crate::commands::tagger::{fit_and_score, Featured, OptionArgs};
 #[command(after_help = "Example:\n  saener study --dataset ncbi_disease\n\n\
 Trains the tagger (`saener tagger`, fixed settings) on: gold train; SAE-NER silver labels \
 of the train text (the shipped profile of the dataset); and gold train perturbed by each \
-noise kind (fn, boundary, fp) at each rate; each with --seeds seeds (the seed draws the \
+noise kind (fn, boundary, fp, and type where there are two types or more) at each rate; each with --seeds seeds (the seed draws the \
 perturbation and the tagger's sentence order). Every run is scored on the gold test split \
 (dev where the dataset has no test split, as for bc5cdr). Finished runs in OUT/runs.jsonl \
 are skipped, so an interrupted study resumes. Writes OUT/runs.jsonl, OUT/summary.json, \
@@ -73,13 +73,26 @@ enum Labels {
     Fn,
     Boundary,
     Fp,
+    Type,
 }
 
-const NOISE_KINDS: [(Labels, PerturbKind); 3] = [
+const NOISE_KINDS: [(Labels, PerturbKind); 4] = [
     (Labels::Fn, PerturbKind::Fn),
     (Labels::Boundary, PerturbKind::Boundary),
     (Labels::Fp, PerturbKind::Fp),
+    (Labels::Type, PerturbKind::Type),
 ];
+
+/// The rate of noise of kind `labels` in `noise`.
+fn rate_of(labels: Labels, noise: &NoiseRates) -> f64 {
+    match labels {
+        Labels::Fn => noise.false_negative,
+        Labels::Boundary => noise.boundary,
+        Labels::Fp => noise.false_positive,
+        Labels::Type => noise.type_,
+        Labels::Gold | Labels::Silver => 0.0,
+    }
+}
 
 /// One trained and scored tagger.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -157,7 +170,11 @@ pub fn run(args: Args) -> Result<()> {
         .with_context(|| format!("opening {}", runs_path.display()))?;
     for seed in 0..args.seeds {
         let mut plan = vec![(Labels::Gold, 0.0), (Labels::Silver, 0.0)];
-        for (kind, _) in NOISE_KINDS {
+        // Type errors need a second type to swap in.
+        let kinds = NOISE_KINDS
+            .iter()
+            .filter(|(k, _)| *k != Labels::Type || labels.len() > 1);
+        for &(kind, _) in kinds {
             plan.extend(args.rates.iter().filter(|&&r| r > 0.0).map(|&r| (kind, r)));
         }
         for (kind, rate) in plan {
@@ -362,6 +379,7 @@ impl Summary {
                     cells,
                 }
             })
+            .filter(|curve| curve.cells.len() > 1)
             .collect();
         let silver = runs
             .iter()
@@ -372,11 +390,7 @@ impl Summary {
                 let predicted_drop = curves
                     .iter()
                     .filter_map(|c| {
-                        let rate = match c.labels {
-                            Labels::Fn => noise.false_negative,
-                            Labels::Boundary => noise.boundary,
-                            _ => noise.false_positive,
-                        };
+                        let rate = rate_of(c.labels, &noise);
                         let gold = gold?.mean;
                         Some((
                             name(c.labels).to_string(),
@@ -467,6 +481,7 @@ fn name(labels: Labels) -> &'static str {
         Labels::Fn => "false negatives",
         Labels::Boundary => "boundary",
         Labels::Fp => "false positives",
+        Labels::Type => "type errors",
     }
 }
 
@@ -504,17 +519,14 @@ fn interpolate(cells: &[Cell], rate: f64) -> Option<f64> {
 fn chart(summary: &Summary, path: &Path, dataset: &str) -> Result<()> {
     let draw = |e: DrawingAreaErrorKind<_>| anyhow::anyhow!("drawing {}: {e}", path.display());
     let cells = summary.curves.iter().flat_map(|c| &c.cells);
-    let silver_rates = summary.silver.as_ref().map(|s| {
-        [
-            s.noise.false_negative,
-            s.noise.boundary,
-            s.noise.false_positive,
-        ]
-    });
+    let silver_rates = summary
+        .silver
+        .iter()
+        .flat_map(|s| summary.curves.iter().map(|c| rate_of(c.labels, &s.noise)));
     let max_rate = cells
         .clone()
         .map(|c| c.rate)
-        .chain(silver_rates.into_iter().flatten())
+        .chain(silver_rates)
         .fold(0.5, f64::max);
     let lows = cells
         .clone()
@@ -566,10 +578,10 @@ fn chart(summary: &Summary, path: &Path, dataset: &str) -> Result<()> {
                 )
             }))
             .map_err(draw)?;
-        if let (Some(s), Some(rates)) = (&summary.silver, silver_rates) {
+        if let Some(s) = &summary.silver {
             chart
                 .draw_series(std::iter::once(TriangleMarker::new(
-                    (rates[k], s.f1.mean),
+                    (rate_of(curve.labels, &s.noise), s.f1.mean),
                     7,
                     color.filled(),
                 )))
