@@ -19,15 +19,25 @@
 //! counts. A feature that fires on the names of one fold only gets about 0; a type
 //! detector fires on both. Rates are smoothed ([`crate::Smoothing`], Wilson lower bound by
 //! default) before scaling, so rare features rank low.
+//!
+//! **Parameters without labels.** [`LabelFreeCounts::choose`] scores a grid with the
+//! positive–unlabelled criterion of Lee & Liu (2003), `r² / P(predicted)`: `r` is the
+//! recall of the names of one fold by a profile calibrated on the other folds' names, and
+//! `P(predicted)` the share of all words predicted as entities. Under the random-sample
+//! assumption it is proportional to precision × recall, so it needs no annotation.
+
+use std::collections::HashMap;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
 use crate::codes::EncodedCorpus;
-use crate::decode::DecodeParams;
+use crate::corpus::Corpus;
+use crate::decode::{DecodeParams, Decoder};
 use crate::lexicon::{Matcher, FOLDS};
 use crate::profile::{Origin, Profile, Row};
+use crate::tune::Grid;
 use crate::{Error, Result};
 
 /// How label-free counts become a profile.
@@ -68,7 +78,7 @@ pub struct LabelFreeReport {
     pub labels: Vec<String>,
     /// Matched tokens per type and fold.
     pub matched_tokens: Vec<[u64; FOLDS]>,
-    /// Whether both folds had matches (else the memorisation check was skipped for the type).
+    /// Whether every fold had matches (else the memorisation check was skipped for the type).
     pub held_out: Vec<bool>,
     /// The estimated label frequency `c_t` (0 if no feature qualified).
     pub label_frequency: Vec<f64>,
@@ -94,107 +104,311 @@ pub fn calibrate_from_lexicon(
     matcher: &Matcher,
     params: &LabelFreeParams,
 ) -> Result<(Profile, LabelFreeReport)> {
-    let calibration = params.calibration;
-    calibration.validate()?;
-    if calibration.boundaries {
-        return Err(Error::Argument {
-            name: "boundaries".into(),
-            expected: "false for label-free calibration".into(),
-            found: "true".into(),
-        });
-    }
-    let labels = matcher.labels().to_vec();
-    let fold_labels: Vec<String> = labels
-        .iter()
-        .flat_map(|l| (0..FOLDS).map(move |k| fold_label(l, k)))
-        .collect();
-    let mut counts = FeatureCounts::new(d_sae, fold_labels.clone(), vec![calibration.tau])?
-        .counting(params.counted);
-    let mut checksum = Sha256::new();
-    for mut part in parts {
-        part.corpus = matcher.label_with(&part.corpus, fold_label);
-        checksum.update(part.corpus.checksum());
-        counts.merge(&FeatureCounts::from_corpus(
-            &part,
-            d_sae,
-            fold_labels.clone(),
-            vec![calibration.tau],
-            params.counted,
-            None,
-        )?)?;
+    LabelFreeCounts::new(
+        parts,
+        d_sae,
+        matcher,
+        vec![params.calibration.tau],
+        params.counted,
+    )?
+    .profile(origin, params)
+}
+
+/// Text labelled by a lexicon (per fold) and counted: what label-free calibration and its
+/// parameter choice ([`LabelFreeCounts::choose`]) both work from.
+#[derive(Debug, Clone)]
+pub struct LabelFreeCounts {
+    labels: Vec<String>,
+    /// Internal label (a type's fold) → (type index, fold).
+    fold_of: HashMap<String, (usize, usize)>,
+    counts: FeatureCounts,
+    /// The parts with lexicon matches (fold labels) as their only entities.
+    parts: Vec<EncodedCorpus>,
+    checksum: String,
+}
+
+/// One label-free grid point, scored without labels on the held-out folds' names.
+#[derive(Debug, Clone, Serialize)]
+pub struct PuTrial {
+    pub calibration: CalibrationParams,
+    pub decoding: DecodeParams,
+    /// Rows kept, summed over the held-out-fold profiles.
+    pub rows: usize,
+    /// Share of the held-out names' words predicted with their type.
+    pub held_out_recall: f64,
+    /// Share of all words predicted as part of an entity.
+    pub predicted_rate: f64,
+    /// `held_out_recall² / predicted_rate` (Lee & Liu 2003), proportional to precision ×
+    /// recall when the matched names are a random sample of the type's entities.
+    pub score: f64,
+}
+
+impl LabelFreeCounts {
+    /// Labels `parts` with the matches of `matcher` (replacing their entities) and counts
+    /// them at every threshold of `taus`.
+    pub fn new(
+        parts: Vec<EncodedCorpus>,
+        d_sae: usize,
+        matcher: &Matcher,
+        taus: Vec<f32>,
+        counted: CountedTokens,
+    ) -> Result<LabelFreeCounts> {
+        let labels = matcher.labels().to_vec();
+        let mut fold_of = HashMap::new();
+        let mut fold_labels = Vec::new();
+        for (t, label) in labels.iter().enumerate() {
+            for k in 0..FOLDS {
+                fold_of.insert(fold_label(label, k), (t, k));
+                fold_labels.push(fold_label(label, k));
+            }
+        }
+        let mut counts =
+            FeatureCounts::new(d_sae, fold_labels.clone(), taus.clone())?.counting(counted);
+        let mut checksum = Sha256::new();
+        let mut labelled = Vec::with_capacity(parts.len());
+        for mut part in parts {
+            part.corpus = matcher.label_with(&part.corpus, fold_label);
+            checksum.update(part.corpus.checksum());
+            counts.merge(&FeatureCounts::from_corpus(
+                &part,
+                d_sae,
+                fold_labels.clone(),
+                taus.clone(),
+                counted,
+                None,
+            )?)?;
+            labelled.push(part);
+        }
+        Ok(LabelFreeCounts {
+            labels,
+            fold_of,
+            counts,
+            parts: labelled,
+            checksum: format!("{:x}", checksum.finalize()),
+        })
     }
 
-    let mut report = LabelFreeReport {
-        labels: labels.clone(),
-        matched_tokens: Vec::new(),
-        held_out: Vec::new(),
-        label_frequency: Vec::new(),
-        rows: Vec::new(),
-        tokens: counts.tokens(),
-    };
-    let mut rows = Vec::new();
-    for (t, label) in labels.iter().enumerate() {
-        let matched: [u64; FOLDS] = std::array::from_fn(|k| counts.label_tokens()[t * FOLDS + k]);
-        let total: u64 = matched.iter().sum();
-        let held_out = matched.iter().all(|&m| m > 0);
-        // Per feature: (support, labelled hits, matched-rate before the c_t correction).
-        let mut rated = Vec::new();
-        for f in 0..d_sae {
-            let (support, hits) = counts.cell(f, calibration.tau)?;
-            let hits = &hits[t * FOLDS..(t + 1) * FOLDS];
-            if support < calibration.s_min || hits.iter().all(|&h| h == 0) {
-                continue;
-            }
-            let rate = if held_out {
-                (0..FOLDS)
-                    .map(|k| {
-                        let share = matched[k] as f64 / total as f64;
-                        calibration.smoothing.precision(hits[k], support) / share
-                    })
-                    .fold(f64::INFINITY, f64::min)
-            } else {
-                calibration.smoothing.precision(hits.iter().sum(), support)
-            };
-            rated.push((f as u32, support, hits.iter().sum::<u32>(), rate));
+    /// The profile under `params` (τ must be one of the counted thresholds), with all
+    /// folds' names as positives and the memorisation check across them.
+    pub fn profile(
+        &self,
+        origin: Origin,
+        params: &LabelFreeParams,
+    ) -> Result<(Profile, LabelFreeReport)> {
+        let all: Vec<usize> = (0..FOLDS).collect();
+        self.profile_from(origin, params, &all)
+    }
+
+    fn profile_from(
+        &self,
+        origin: Origin,
+        params: &LabelFreeParams,
+        folds: &[usize],
+    ) -> Result<(Profile, LabelFreeReport)> {
+        if params.counted != self.counts.counted() {
+            return Err(Error::Argument {
+                name: "counted tokens".into(),
+                expected: format!("{:?}, as counted", self.counts.counted()),
+                found: format!("{:?}", params.counted),
+            });
         }
-        let c = rated.iter().map(|r| r.3).fold(0.0, f64::max);
-        let first = rows.len();
-        if c > 0.0 {
-            for (feature, support, hits, rate) in rated {
-                let precision = (rate / c).min(1.0);
-                if precision >= calibration.p_min {
-                    rows.push(Row {
-                        feature,
-                        label: label.clone(),
-                        precision,
-                        support,
-                        hits,
-                    });
+        let (rows, report) = self.rows(&params.calibration, folds)?;
+        let group: Vec<usize> = (0..self.labels.len() * FOLDS).map(|i| i / FOLDS).collect();
+        let by_type = self.counts.group_labels(self.labels.clone(), &group)?;
+        let origin = Origin {
+            data_checksum: self.checksum.clone(),
+            ..origin
+        };
+        let profile = Profile::from_rows(
+            origin,
+            &by_type,
+            params.calibration,
+            params.decoding,
+            rows,
+            Vec::new(),
+        )?;
+        Ok((profile, report))
+    }
+
+    /// The rows under `calibration` with the names of `folds` as positives: each feature's
+    /// matched-rate is the lowest over those folds, then divided by the type's highest.
+    fn rows(
+        &self,
+        calibration: &CalibrationParams,
+        folds: &[usize],
+    ) -> Result<(Vec<Row>, LabelFreeReport)> {
+        calibration.validate()?;
+        if calibration.boundaries {
+            return Err(Error::Argument {
+                name: "boundaries".into(),
+                expected: "false for label-free calibration".into(),
+                found: "true".into(),
+            });
+        }
+        let counts = &self.counts;
+        let mut report = LabelFreeReport {
+            labels: self.labels.clone(),
+            matched_tokens: Vec::new(),
+            held_out: Vec::new(),
+            label_frequency: Vec::new(),
+            rows: Vec::new(),
+            tokens: counts.tokens(),
+        };
+        let mut rows = Vec::new();
+        for (t, label) in self.labels.iter().enumerate() {
+            let matched: [u64; FOLDS] =
+                std::array::from_fn(|k| counts.label_tokens()[t * FOLDS + k]);
+            let total: u64 = folds.iter().map(|&k| matched[k]).sum();
+            let held_out = folds.len() > 1 && folds.iter().all(|&k| matched[k] > 0);
+            // Per feature: (feature, support, hits, matched-rate before the c_t correction).
+            let mut rated = Vec::new();
+            for f in 0..counts.d_sae() {
+                let (support, hits) = counts.cell(f, calibration.tau)?;
+                let hits = &hits[t * FOLDS..(t + 1) * FOLDS];
+                let hit_sum: u32 = folds.iter().map(|&k| hits[k]).sum();
+                if support < calibration.s_min || hit_sum == 0 {
+                    continue;
+                }
+                let rate = if held_out {
+                    folds
+                        .iter()
+                        .map(|&k| {
+                            let share = matched[k] as f64 / total as f64;
+                            calibration.smoothing.precision(hits[k], support) / share
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                } else {
+                    calibration.smoothing.precision(hit_sum, support)
+                };
+                rated.push((f as u32, support, hit_sum, rate));
+            }
+            let c = rated.iter().map(|r| r.3).fold(0.0, f64::max);
+            let first = rows.len();
+            if c > 0.0 {
+                for (feature, support, hits, rate) in rated {
+                    let precision = (rate / c).min(1.0);
+                    if precision >= calibration.p_min {
+                        rows.push(Row {
+                            feature,
+                            label: label.clone(),
+                            precision,
+                            support,
+                            hits,
+                        });
+                    }
+                }
+            }
+            rows[first..].sort_by(|a, b| {
+                (b.precision.total_cmp(&a.precision)).then(a.feature.cmp(&b.feature))
+            });
+            report.matched_tokens.push(matched);
+            report.held_out.push(held_out);
+            report.label_frequency.push(c);
+            report.rows.push(rows.len() - first);
+        }
+        Ok((rows, report))
+    }
+
+    /// Chooses parameters without labels: for every point of `grid` (its τs must have been
+    /// counted; `counted` is fixed) and each fold, a profile calibrated on the *other*
+    /// folds' names decodes the text, and the point is scored by the positive–unlabelled
+    /// criterion of [`PuTrial::score`] summed over folds. Returns the trials in grid order
+    /// and the index of the best (the earliest on ties).
+    pub fn choose(
+        &self,
+        origin: &Origin,
+        grid: &Grid,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(Vec<PuTrial>, usize)> {
+        let points = grid.points();
+        if points.is_empty() {
+            return Err(Error::Argument {
+                name: "parameter grid".into(),
+                expected: "at least one value per parameter".into(),
+                found: "an empty list".into(),
+            });
+        }
+        let mut trials = Vec::with_capacity(points.len());
+        for (i, &(calibration, decoding)) in points.iter().enumerate() {
+            let params = LabelFreeParams {
+                calibration,
+                counted: self.counts.counted(),
+                decoding,
+            };
+            // (held-out words found with their type, held-out words, predicted words, words)
+            let mut tally = [0u64; 4];
+            let mut rows = 0;
+            for k in 0..FOLDS {
+                let others: Vec<usize> = (0..FOLDS).filter(|&j| j != k).collect();
+                let (profile, _) = self.profile_from(origin.clone(), &params, &others)?;
+                rows += profile.rows.len();
+                let decoder = Decoder::new(&profile, decoding)?;
+                for part in &self.parts {
+                    let predicted = decoder.predict_corpus(part)?;
+                    for (t, n) in tally
+                        .iter_mut()
+                        .zip(self.tally(&part.corpus, &predicted, k))
+                    {
+                        *t += n;
+                    }
+                }
+            }
+            let recall = tally[0] as f64 / tally[1].max(1) as f64;
+            let rate = tally[2] as f64 / tally[3].max(1) as f64;
+            trials.push(PuTrial {
+                calibration,
+                decoding,
+                rows,
+                held_out_recall: recall,
+                predicted_rate: rate,
+                score: if rate > 0.0 {
+                    recall * recall / rate
+                } else {
+                    0.0
+                },
+            });
+            progress(i + 1, points.len());
+        }
+        let best = (0..trials.len())
+            .reduce(|a, b| {
+                if trials[b].score > trials[a].score {
+                    b
+                } else {
+                    a
+                }
+            })
+            .expect("at least one trial");
+        Ok((trials, best))
+    }
+
+    /// Word counts of [`LabelFreeCounts::choose`] for held-out fold `fold`: words of its
+    /// names predicted with their type, words of its names, words predicted in an entity,
+    /// words.
+    fn tally(&self, labelled: &Corpus, predicted: &Corpus, fold: usize) -> [u64; 4] {
+        let mut tally = [0u64; 4];
+        for (gold, pred) in labelled.documents.iter().zip(&predicted.documents) {
+            for (gs, ps) in gold.sentences.iter().zip(&pred.sentences) {
+                let mut predicted_type: Vec<Option<&str>> = vec![None; ps.words.len()];
+                for e in &ps.entities {
+                    predicted_type[e.start..e.end].fill(Some(e.label.as_str()));
+                }
+                tally[2] += predicted_type.iter().filter(|t| t.is_some()).count() as u64;
+                tally[3] += ps.words.len() as u64;
+                for e in &gs.entities {
+                    let (t, k) = self.fold_of[&e.label];
+                    if k != fold {
+                        continue;
+                    }
+                    tally[1] += (e.end - e.start) as u64;
+                    tally[0] += predicted_type[e.start..e.end]
+                        .iter()
+                        .filter(|p| **p == Some(self.labels[t].as_str()))
+                        .count() as u64;
                 }
             }
         }
-        rows[first..]
-            .sort_by(|a, b| (b.precision.total_cmp(&a.precision)).then(a.feature.cmp(&b.feature)));
-        report.matched_tokens.push(matched);
-        report.held_out.push(held_out);
-        report.label_frequency.push(c);
-        report.rows.push(rows.len() - first);
+        tally
     }
-    let group: Vec<usize> = (0..fold_labels.len()).map(|i| i / FOLDS).collect();
-    let by_type = counts.group_labels(labels, &group)?;
-    let origin = Origin {
-        data_checksum: format!("{:x}", checksum.finalize()),
-        ..origin
-    };
-    let profile = Profile::from_rows(
-        origin,
-        &by_type,
-        calibration,
-        params.decoding,
-        rows,
-        Vec::new(),
-    )?;
-    Ok((profile, report))
 }
 
 #[cfg(test)]
@@ -274,11 +488,11 @@ mod tests {
         }
     }
 
-    /// The lexicon names half the cities; both folds must have names.
+    /// The lexicon names half the cities; every fold must have names.
     fn lexicon() -> Lexicon {
         let names = &CITIES[..4];
         let folds: Vec<usize> = names.iter().map(|n| crate::lexicon::fold_of(n)).collect();
-        assert!(folds.contains(&0) && folds.contains(&1), "{folds:?}");
+        assert!((0..FOLDS).all(|k| folds.contains(&k)), "{folds:?}");
         Lexicon::parse(&format!("city = {names:?}"), "l.toml").unwrap()
     }
 
@@ -337,6 +551,38 @@ mod tests {
         }
         let run = |e| calibrate_from_lexicon(origin(), vec![e], 8, &matcher, &params()).unwrap();
         assert_eq!(run(plain), run(gold));
+    }
+
+    #[test]
+    fn the_pu_criterion_prefers_the_type_detector_to_a_feature_that_fires_everywhere() {
+        let matcher = lexicon().matcher(MatchOptions::default());
+        let counts = LabelFreeCounts::new(
+            vec![encoded(&CITIES)],
+            8,
+            &matcher,
+            vec![1.0],
+            CountedTokens::All,
+        )
+        .unwrap();
+        let p = params();
+        let grid = Grid {
+            taus: vec![1.0],
+            p_mins: vec![0.1, 0.3],
+            s_mins: vec![1],
+            smoothings: vec![p.calibration.smoothing],
+            boundaries: vec![false],
+            combines: vec![Default::default()],
+            poolings: vec![Default::default()],
+            thresholds: vec![0.15],
+            extends: vec![None],
+        };
+        let (trials, best) = counts.choose(&origin(), &grid, |_, _| {}).unwrap();
+        assert_eq!(trials.len(), 2);
+        // p_min 0.1 keeps feature 3 (every word): everything is predicted.
+        assert_eq!(trials[0].predicted_rate, 1.0);
+        assert_eq!(trials[1].held_out_recall, 1.0);
+        assert!((trials[1].predicted_rate - 0.2).abs() < 1e-12);
+        assert_eq!(best, 1);
     }
 
     #[test]

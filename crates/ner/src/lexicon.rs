@@ -11,8 +11,8 @@
 //! else: it reads only the words, so gold entities of the input (a CoNLL train split read
 //! for its text) cannot leak into the labels.
 //!
-//! Every name also has a **fold** (0 or 1, from a hash of the name), so that calibration can
-//! tell a feature that fires on the names of both folds (a type detector) from one that fires
+//! Every name also has a **fold** (one of [`FOLDS`], from a hash of the name), so that calibration can
+//! tell a feature that fires on the names of every fold (a type detector) from one that fires
 //! on a few memorised strings ([`crate::label_free`]).
 
 use std::collections::{BTreeMap, HashMap};
@@ -24,7 +24,7 @@ use crate::corpus::{Corpus, Document, Entity, Sentence, Word};
 use crate::{Error, Result};
 
 /// Folds the names are split into for the generalisation check.
-pub const FOLDS: usize = 2;
+pub const FOLDS: usize = 3;
 
 /// Example names per entity type.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -323,6 +323,49 @@ impl Matcher {
     }
 }
 
+/// A few annotated examples per type for few-shot calibration: sentences of `corpus`
+/// (each as its own document, with all its gold entities), drawn in an order fixed by
+/// `seed`, kept while they contain a type that has fewer than `per_type` example sentences.
+pub fn sample_examples(corpus: &Corpus, per_type: usize, seed: u64) -> Corpus {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    let sentences = corpus.clone().into_sentence_documents();
+    let mut order: Vec<usize> = (0..sentences.documents.len()).collect();
+    order.shuffle(&mut rand::rngs::StdRng::seed_from_u64(seed));
+    let labels = corpus.labels();
+    let mut have: BTreeMap<&str, usize> = labels.iter().map(|l| (l.as_str(), 0)).collect();
+    let mut kept = Vec::new();
+    for i in order {
+        let document = &sentences.documents[i];
+        let types: std::collections::BTreeSet<&str> = document
+            .sentences
+            .iter()
+            .flat_map(|s| s.entities.iter().map(|e| e.label.as_str()))
+            .collect();
+        if types.iter().any(|t| have[t] < per_type) {
+            for t in types {
+                *have.get_mut(t).expect("a corpus label") += 1;
+            }
+            kept.push(i);
+        }
+        if have.values().all(|&n| n >= per_type) {
+            break;
+        }
+    }
+    kept.sort_unstable();
+    let documents = kept
+        .into_iter()
+        .map(|i| Document {
+            docstart: None,
+            ..sentences.documents[i].clone()
+        })
+        .collect();
+    Corpus {
+        documents,
+        ..sentences
+    }
+}
+
 /// The fold of a name (as compared): a hash, so that it does not depend on list order.
 pub(crate) fn fold_of(key: &str) -> usize {
     Sha256::digest(key.as_bytes())[0] as usize % FOLDS
@@ -423,9 +466,10 @@ mod tests {
     fn folds_split_the_names() {
         let names: Vec<String> = (0..200).map(|i| format!("\"Name{i}\"")).collect();
         let m = lexicon(&format!("X = [{}]", names.join(","))).matcher(Default::default());
-        let folds: Vec<usize> = m.names.values().map(|v| v.unwrap().1).collect();
-        let ones = folds.iter().filter(|&&f| f == 1).count();
-        assert!((70..130).contains(&ones), "{ones} of 200 in fold 1");
+        for fold in 0..FOLDS {
+            let n = m.names.values().filter(|v| v.unwrap().1 == fold).count();
+            assert!((40..95).contains(&n), "{n} of 200 in fold {fold}");
+        }
     }
 
     #[test]
@@ -435,6 +479,27 @@ mod tests {
         assert_eq!(lex.types["PER"], ["Angela Merkel"]);
         assert_eq!(lex.types["LOC"], ["Bonn"]);
         assert!(Lexicon::from_examples(&conll("a O\n")).is_err());
+    }
+
+    #[test]
+    fn examples_are_whole_sentences_until_every_type_has_enough() {
+        let corpus = conll(
+            "-DOCSTART- O\n\nAnn B-PER\nran O\n\nin O\nOslo B-LOC\n\nit O\nrained O\n\n\
+             Bo B-PER\nsaw O\nRome B-LOC\n\nEd B-PER\nleft O\n",
+        );
+        let one = sample_examples(&corpus, 1, 3);
+        assert_eq!(one, sample_examples(&corpus, 1, 3));
+        let count = |c: &Corpus, t: &str| {
+            c.sentences()
+                .filter(|s| s.entities.iter().any(|e| e.label == t))
+                .count()
+        };
+        assert!(count(&one, "PER") >= 1 && count(&one, "LOC") >= 1);
+        assert!(one.sentences().all(|s| !s.entities.is_empty()));
+        assert!(one.documents.iter().all(|d| d.sentences.len() == 1));
+        let all = sample_examples(&corpus, 5, 0);
+        assert_eq!((count(&all, "PER"), count(&all, "LOC")), (3, 2));
+        assert_eq!(all.documents.len(), 4);
     }
 
     #[test]

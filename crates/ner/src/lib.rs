@@ -55,8 +55,10 @@ pub use decode::{
     predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence, Span, MAX_EVIDENCE,
 };
 pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, Prf, Scores};
-pub use label_free::{calibrate_from_lexicon, LabelFreeParams, LabelFreeReport};
-pub use lexicon::{Lexicon, MatchOptions, Matcher};
+pub use label_free::{
+    calibrate_from_lexicon, LabelFreeCounts, LabelFreeParams, LabelFreeReport, PuTrial,
+};
+pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
 pub use perturb::{perturb, PerturbKind};
 pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};

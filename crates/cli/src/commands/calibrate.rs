@@ -1,7 +1,7 @@
 use anyhow::{Context as _, Result};
 use saener_ner::{
-    calibrate_from_lexicon, sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens,
-    DecodeParams, EncodedCorpus, FeatureCounts, Grid, LabelFreeParams, Lexicon, MatchOptions,
+    sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens, DecodeParams,
+    EncodedCorpus, FeatureCounts, Grid, LabelFreeCounts, LabelFreeParams, Lexicon, MatchOptions,
     Profile, Smoothing, TextMode, WordPooling,
 };
 use std::path::{Path, PathBuf};
@@ -20,7 +20,9 @@ saener calibrate --lexicon lexicons/programming_languages.toml --text examples/p
 saener calibrate --examples examples.jsonl [--text unlabelled.txt] --out few.json\n\
 Lexicon names (or the examples' entity strings) matched in the text mark positive tokens; all \
 other tokens are unlabelled. Label-free defaults: --tau 100 --p-min 0.3 --s-min 10 \
---threshold 0.8 --extend 0.5 (labelled: --tau 0 --p-min 0.5 --s-min 5 --threshold 0.5).")]
+--threshold 0.8 --extend 0.5 (labelled: --tau 0 --p-min 0.5 --s-min 5 --threshold 0.5). \
+Label-free, list-valued options form a grid chosen without labels: each fold of names is held \
+out in turn, and a point scores held-out recall squared over the share of words predicted.")]
 pub struct Args {
     /// Labelled calibration data: CoNLL columns, or JSONL with character spans (.jsonl).
     #[arg(long, required_unless_present_any = ["lexicon", "examples"], conflicts_with_all = ["lexicon", "examples"])]
@@ -54,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Where to write every grid point's parameters and dev scores (JSONL, one per line),
-    /// with --dev or --holdout.
+    /// with --dev or --holdout; label-free, every point's held-out-name scores.
     #[arg(long)]
     sweep_out: Option<PathBuf>,
     /// Entity types to calibrate (default: every type in --data).
@@ -189,10 +191,8 @@ pub fn run(mut args: Args) -> Result<()> {
     ];
     let tuned = args.dev.is_some() || args.holdout.is_some();
     if label_free {
-        if let Some((name, _)) = lists.iter().find(|(_, n)| *n != 1) {
-            anyhow::bail!(
-                "{name} lists several values: label-free calibration takes one value each"
-            );
+        if args.counted_tokens.len() != 1 {
+            anyhow::bail!("--counted-tokens: label-free calibration takes one value");
         }
         return run_label_free(&args, &grid);
     }
@@ -364,18 +364,32 @@ fn fill<T>(values: &mut Vec<T>, default: T) {
 
 /// `--lexicon` or `--examples`: matches in unlabelled text instead of gold labels.
 fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
-    let stack = Stack::load(&args.stack)?;
-    let mut parts = Vec::new();
-    let (lexicon, source) = match (&args.lexicon, &args.examples) {
-        (Some(path), _) => (Lexicon::load(path)?, path),
+    // Every input is read before the model loads, so that a bad file fails fast.
+    let (lexicon, source, examples) = match (&args.lexicon, &args.examples) {
+        (Some(path), _) => (Lexicon::load(path)?, path, None),
         (None, Some(path)) => {
             let examples = read_corpus(path, Context::Document)?;
-            let lexicon = Lexicon::from_examples(&examples)?;
-            eprintln!("saener: encoding {}", path.display());
-            parts.push(stack.encode(examples, &args.cache)?);
-            (lexicon, path)
+            (Lexicon::from_examples(&examples)?, path, Some(examples))
         }
         (None, None) => unreachable!("label-free needs --lexicon or --examples"),
+    };
+    let lexicon = if args.labels.is_empty() {
+        lexicon
+    } else {
+        if let Some(missing) = args.labels.iter().find(|l| !lexicon.types.contains_key(*l)) {
+            anyhow::bail!(
+                "--labels: {missing} is not a type of {} (types: {})",
+                source.display(),
+                lexicon.labels().join(", ")
+            );
+        }
+        Lexicon {
+            types: lexicon
+                .types
+                .into_iter()
+                .filter(|(label, _)| args.labels.contains(label))
+                .collect(),
+        }
     };
     let matcher = lexicon.matcher(MatchOptions {
         ignore_case: args.ignore_case,
@@ -389,14 +403,33 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
             ambiguous.join(", ")
         );
     }
-    for path in &args.text {
-        let corpus = read_text_corpus(path, args.text_format, args.context)?;
+    let texts = args
+        .text
+        .iter()
+        .map(|path| {
+            Ok((
+                path,
+                read_text_corpus(path, args.text_format, args.context)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let stack = Stack::load(&args.stack)?;
+    let mut parts = Vec::new();
+    for (path, corpus) in examples.map(|e| (source, e)).into_iter().chain(texts) {
         eprintln!("saener: encoding {}", path.display());
         parts.push(stack.encode(corpus, &args.cache)?);
     }
     // The library replaces the data checksum with one of the lexicon-labelled text.
     let origin = stack.origin(&parts[0].corpus);
-    let params = LabelFreeParams {
+    let counted = args.counted_tokens[0];
+    let counts = LabelFreeCounts::new(
+        parts,
+        stack.sae.config().d_sae,
+        &matcher,
+        grid.taus.clone(),
+        counted,
+    )?;
+    let mut params = LabelFreeParams {
         calibration: CalibrationParams {
             tau: grid.taus[0],
             p_min: grid.p_mins[0],
@@ -404,7 +437,7 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
             smoothing: grid.smoothings[0],
             boundaries: grid.boundaries[0],
         },
-        counted: args.counted_tokens[0],
+        counted,
         decoding: DecodeParams {
             combine: grid.combines[0],
             pooling: grid.poolings[0],
@@ -412,8 +445,40 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
             extend: grid.extends[0],
         },
     };
-    let (profile, report) =
-        calibrate_from_lexicon(origin, parts, stack.sae.config().d_sae, &matcher, &params)?;
+    if grid.points_len() > 1 {
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} parameter sets (ETA {eta})",
+            )
+            .expect("valid template"),
+        );
+        let (trials, best) = counts.choose(&origin, grid, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        if let Some(path) = &args.sweep_out {
+            let mut lines = String::new();
+            for trial in &trials {
+                lines += &serde_json::to_string(trial)?;
+                lines.push('\n');
+            }
+            std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let t = &trials[best];
+        eprintln!(
+            "saener: best of {} parameter sets by the label-free criterion (held-out names): score {:.3}, held-out recall {:.3}, predicted rate {:.4}",
+            trials.len(),
+            t.score,
+            t.held_out_recall,
+            t.predicted_rate
+        );
+        params.calibration = t.calibration;
+        params.decoding = t.decoding;
+    } else if args.sweep_out.is_some() {
+        anyhow::bail!("--sweep-out needs a grid (an option with several values)");
+    }
+    let (profile, report) = counts.profile(origin, &params)?;
     profile.save(&args.out)?;
     for (t, label) in report.labels.iter().enumerate() {
         let names = lexicon.types[label].len();
