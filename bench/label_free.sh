@@ -8,13 +8,18 @@
 #   bash bench/label_free.sh            # all three benchmarks (~30 min on 2 busy cores, warm cache)
 #   bash bench/label_free.sh conll2003  # one of conll2003, ncbi_disease, bc5cdr
 #
-# Writes results/label_free/<benchmark>-{lexicon,examples-s<seed>}.{json,-sweep.jsonl} and
-# the evaluation reports <...>-eval.json; the train codes come from the cache that
-# bench/results.sh fills.
+# Writes results/label_free/<benchmark>-{lexicon,examples-s<seed>}.json (profiles),
+# <...>-sweep.jsonl (every grid point's label-free score) and <...>-eval.json (the
+# evaluation reports); the train codes come from the cache that bench/results.sh fills. The
+# drawn examples are sentences of the train splits (CoNLL-2003 is research-only), so they
+# go to a temporary folder, never into the repository; `saener corpus examples` with the
+# same seed draws them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${SAENER_SHARED:-../shared}/data
 OUT=results/label_free
+EXAMPLES=$(mktemp -d)
+trap 'rm -rf "$EXAMPLES"' EXIT
 mkdir -p "$OUT"
 saener() {
   if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
@@ -31,8 +36,8 @@ run() { # name lexicon-args labels eval-split
   saener eval --profile "$OUT/$name-lexicon.json" --data "$eval" --json "$OUT/$name-lexicon-eval.json"
   for seed in 0 1 2; do
     saener corpus examples --data "$train" --per-type 10 --seed "$seed" \
-      --out "$OUT/$name-examples-s$seed.jsonl"
-    saener calibrate --examples "$OUT/$name-examples-s$seed.jsonl" \
+      --out "$EXAMPLES/$name-s$seed.jsonl"
+    saener calibrate --examples "$EXAMPLES/$name-s$seed.jsonl" \
       --text "$train" --text-format conll "${GRID[@]}" \
       --out "$OUT/$name-examples-s$seed.json" --sweep-out "$OUT/$name-examples-s$seed-sweep.jsonl"
     saener eval --profile "$OUT/$name-examples-s$seed.json" --data "$eval" \
