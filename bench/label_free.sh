@@ -7,6 +7,8 @@
 #
 #   bash bench/label_free.sh            # all three benchmarks (~30 min on 2 busy cores, warm cache)
 #   bash bench/label_free.sh conll2003  # one of conll2003, ncbi_disease, bc5cdr
+#   bash bench/label_free.sh dev-threshold  # NOT label-free: the lexicon profiles' decision
+#                                           # threshold chosen on labelled dev (CoNLL, NCBI)
 #
 # Writes results/label_free/<benchmark>-{lexicon,examples-s<seed>}.json (profiles),
 # <...>-sweep.jsonl (every grid point's label-free score) and <...>-eval.json (the
@@ -45,6 +47,21 @@ run() { # name lexicon-args labels eval-split
   done
 }
 
+# The lexicon profile with its decision threshold chosen on the labelled dev split (a
+# diagnostic of how much the label-free choice loses; not a label-free result).
+dev_threshold() { # name
+  local name=$1 best=0 best_t=
+  for t in 0.5 0.6 0.7 0.8 0.9 0.95; do
+    saener eval --profile "$OUT/$name-lexicon.json" --data "$DATA/$name/dev.conll" --threshold "$t" \
+      --json "$OUT/$name-lexicon-dev-t$t.json" > /dev/null
+    f1=$(jq .strict.micro.f1 "$OUT/$name-lexicon-dev-t$t.json")
+    if jq -e -n "$f1 > $best" > /dev/null; then best=$f1 best_t=$t; fi
+  done
+  echo "$name: threshold $best_t chosen on dev (F1 $best)"
+  saener eval --profile "$OUT/$name-lexicon.json" --data "$DATA/$name/test.conll" --threshold "$best_t" \
+    --json "$OUT/$name-lexicon-devthreshold-eval.json"
+}
+
 case "${1:-all}" in
 conll2003) run conll2003 lexicons/conll2003.toml "" test ;;
 ncbi_disease) run ncbi_disease lexicons/biomedical.toml Disease test ;;
@@ -53,9 +70,14 @@ all)
   run conll2003 lexicons/conll2003.toml "" test
   run ncbi_disease lexicons/biomedical.toml Disease test
   run bc5cdr lexicons/biomedical.toml "" dev
+  saener compare "$OUT"/*-eval.json
+  ;;
+dev-threshold)
+  dev_threshold conll2003
+  dev_threshold ncbi_disease
   ;;
 *)
-  echo "usage: bash bench/label_free.sh [conll2003|ncbi_disease|bc5cdr|all]" >&2
+  echo "usage: bash bench/label_free.sh [conll2003|ncbi_disease|bc5cdr|all|dev-threshold]" >&2
   exit 2
   ;;
 esac
