@@ -17,7 +17,7 @@
 //! ([`crate::lexicon::FOLDS`]); a feature's matched-rate is estimated from each fold's
 //! matches alone (scaled by that fold's share of matched tokens), and the *lowest* estimate
 //! counts. A feature that fires on the names of one fold only gets about 0; a type
-//! detector fires on both. Rates are smoothed ([`crate::Smoothing`], Wilson lower bound by
+//! detector fires on all of them. Rates are smoothed ([`crate::Smoothing`], Wilson lower bound by
 //! default) before scaling, so rare features rank low.
 //!
 //! **Parameters without labels.** [`LabelFreeCounts::choose`] scores a grid with the

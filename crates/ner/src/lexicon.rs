@@ -11,9 +11,9 @@
 //! else: it reads only the words, so gold entities of the input (a CoNLL train split read
 //! for its text) cannot leak into the labels.
 //!
-//! Every name also has a **fold** (one of [`FOLDS`], from a hash of the name), so that calibration can
-//! tell a feature that fires on the names of every fold (a type detector) from one that fires
-//! on a few memorised strings ([`crate::label_free`]).
+//! Every name also has a **fold** (one of [`FOLDS`], from a hash of the name), so that
+//! calibration can tell a feature that fires on the names of every fold (a type detector)
+//! from one that fires on a few memorised strings ([`crate::label_free`]).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;

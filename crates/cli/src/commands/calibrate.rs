@@ -15,7 +15,7 @@ saener calibrate --data ../shared/data/conll2003/train.conll --dev ../shared/dat
 List-valued options (comma-separated) form a grid; with --dev every combination is calibrated \
 on --data, decoded on --dev and scored by strict micro F1, and the best is kept. Without --dev \
 each option takes one value. The test split never belongs in either file.\n\n\
-Label-free (no annotated corpus; each option takes one value, defaults below):\n  \
+Label-free (no annotated corpus):\n  \
 saener calibrate --lexicon lexicons/programming_languages.toml --text examples/programming.txt --out pl.json\n  \
 saener calibrate --examples examples.jsonl [--text unlabelled.txt] --out few.json\n\
 Lexicon names (or the examples' entity strings) matched in the text mark positive tokens; all \
@@ -59,7 +59,7 @@ pub struct Args {
     /// with --dev or --holdout; label-free, every point's held-out-name scores.
     #[arg(long)]
     sweep_out: Option<PathBuf>,
-    /// Entity types to calibrate (default: every type in --data).
+    /// Entity types to calibrate (default: every type in --data, or in the lexicon).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Context each sentence is read in.
