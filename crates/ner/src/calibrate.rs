@@ -247,6 +247,61 @@ impl FeatureCounts {
         Ok(())
     }
 
+    /// Counts whose labels are groups of these labels: new label `g` sums the hits of every
+    /// old label `c` with `group[c] == g` (folds of a type back into the type).
+    pub(crate) fn group_labels(
+        &self,
+        labels: Vec<String>,
+        group: &[usize],
+    ) -> Result<FeatureCounts> {
+        if group.len() != self.labels.len() || group.iter().any(|&g| g >= labels.len()) {
+            return Err(argument(
+                "label groups",
+                &format!("one group below {} per label", labels.len()),
+                format!("{group:?}"),
+            ));
+        }
+        let mut out =
+            FeatureCounts::new(self.d_sae, labels, self.taus.clone())?.counting(self.counted);
+        out.tokens = self.tokens;
+        for (c, &g) in group.iter().enumerate() {
+            out.label_tokens[g] += self.label_tokens[c];
+        }
+        let (old, new) = (stride(self.labels.len()), stride(out.labels.len()));
+        let (n_old, n_new) = (self.labels.len(), out.labels.len());
+        for (src, dst) in self
+            .counts
+            .chunks_exact(old)
+            .zip(out.counts.chunks_exact_mut(new))
+        {
+            dst[0] = src[0];
+            for (c, &g) in group.iter().enumerate() {
+                dst[1 + g] += src[1 + c];
+                dst[1 + n_new + g] += src[1 + n_old + c];
+            }
+        }
+        Ok(out)
+    }
+
+    /// The counters of `feature` at threshold `tau` (one of the counted ones): support, then
+    /// hits per label.
+    pub(crate) fn cell(&self, feature: usize, tau: f32) -> Result<(u32, &[u32])> {
+        let k = self.tau_index(tau)?;
+        let n = self.labels.len();
+        let cell = &self.counts[(feature * self.taus.len() + k) * stride(n)..][..stride(n)];
+        Ok((cell[0], &cell[1..1 + n]))
+    }
+
+    fn tau_index(&self, tau: f32) -> Result<usize> {
+        self.taus.iter().position(|&t| t == tau).ok_or_else(|| {
+            argument(
+                "tau",
+                &format!("one of the counted thresholds {:?}", self.taus),
+                tau,
+            )
+        })
+    }
+
     /// The SAE width the counts were made for.
     pub fn d_sae(&self) -> usize {
         self.d_sae
@@ -272,17 +327,7 @@ impl FeatureCounts {
     /// first), then feature.
     pub(crate) fn rows(&self, params: &CalibrationParams) -> Result<(Vec<Row>, Vec<Row>)> {
         params.validate()?;
-        let k = self
-            .taus
-            .iter()
-            .position(|&t| t == params.tau)
-            .ok_or_else(|| {
-                argument(
-                    "tau",
-                    &format!("one of the counted thresholds {:?}", self.taus),
-                    params.tau,
-                )
-            })?;
+        let k = self.tau_index(params.tau)?;
         let n_labels = self.labels.len();
         let stride = stride(n_labels);
         let (mut rows, mut boundary_rows) = (Vec::new(), Vec::new());

@@ -20,6 +20,9 @@
 //!   word's dense residual or SAE code ([`Probe`]).
 //! - [`tagger`] is the downstream tagger of the silver-data study: a linear-chain CRF over
 //!   frozen dense features ([`Tagger`]).
+//! - [`lexicon`] and [`label_free`] calibrate without an annotated corpus: a lexicon of
+//!   names per type (or a few examples' names) matched in unlabelled text ([`Lexicon`],
+//!   [`calibrate_from_lexicon`]).
 //! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
@@ -31,6 +34,8 @@ pub mod codes;
 pub mod corpus;
 pub mod decode;
 pub mod eval;
+pub mod label_free;
+pub mod lexicon;
 pub mod perturb;
 pub mod probe;
 pub mod profile;
@@ -54,6 +59,10 @@ pub use decode::{
     predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence, Span, MAX_EVIDENCE,
 };
 pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, NoiseRates, Prf, Scores};
+pub use label_free::{
+    calibrate_from_lexicon, LabelFreeCounts, LabelFreeParams, LabelFreeReport, PuTrial,
+};
+pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
 pub use perturb::{perturb, PerturbKind};
 pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};

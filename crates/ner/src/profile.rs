@@ -79,8 +79,21 @@ impl Profile {
         calibration: CalibrationParams,
         decoding: DecodeParams,
     ) -> Result<Profile> {
-        decoding.validate()?;
         let (rows, boundary_rows) = counts.rows(&calibration)?;
+        Profile::from_rows(origin, counts, calibration, decoding, rows, boundary_rows)
+    }
+
+    /// A profile of `rows` selected from `counts` by another rule (label-free calibration),
+    /// with the counts' metadata.
+    pub(crate) fn from_rows(
+        origin: Origin,
+        counts: &FeatureCounts,
+        calibration: CalibrationParams,
+        decoding: DecodeParams,
+        rows: Vec<Row>,
+        boundary_rows: Vec<Row>,
+    ) -> Result<Profile> {
+        decoding.validate()?;
         Ok(Profile {
             format: FORMAT,
             created_by: concat!("saener-ner ", env!("CARGO_PKG_VERSION")).to_string(),

@@ -30,7 +30,12 @@ pub struct Grid {
 
 impl Grid {
     /// Every parameter combination, calibration parameters outermost.
-    fn points(&self) -> Vec<(CalibrationParams, DecodeParams)> {
+    /// The number of parameter combinations.
+    pub fn points_len(&self) -> usize {
+        self.points().len()
+    }
+
+    pub(crate) fn points(&self) -> Vec<(CalibrationParams, DecodeParams)> {
         let mut points = Vec::new();
         for &tau in &self.taus {
             for &p_min in &self.p_mins {

@@ -1,9 +1,10 @@
 use anyhow::{Context as _, Result};
 use saener_ner::{
-    sweep, CalibrationParams, Combine, CountedTokens, DecodeParams, EncodedCorpus, FeatureCounts,
-    Grid, Profile, Smoothing, WordPooling,
+    sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens, DecodeParams,
+    EncodedCorpus, FeatureCounts, Grid, LabelFreeCounts, LabelFreeParams, Lexicon, MatchOptions,
+    Profile, Smoothing, TextMode, WordPooling,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::commands::stack::{read_corpus, CacheArgs, Context, Stack, StackArgs};
 
@@ -13,27 +14,52 @@ saener calibrate --data ../shared/data/conll2003/train.conll --dev ../shared/dat
 --out conll2003.json --sweep-out conll2003-sweep.json\n\n\
 List-valued options (comma-separated) form a grid; with --dev every combination is calibrated \
 on --data, decoded on --dev and scored by strict micro F1, and the best is kept. Without --dev \
-each option takes one value. The test split never belongs in either file.")]
+each option takes one value. The test split never belongs in either file.\n\n\
+Label-free (no annotated corpus):\n  \
+saener calibrate --lexicon lexicons/programming_languages.toml --text examples/programming.txt --out pl.json\n  \
+saener calibrate --examples examples.jsonl [--text unlabelled.txt] --out few.json\n\
+Lexicon names (or the examples' entity strings) matched in the text mark positive tokens; all \
+other tokens are unlabelled. Label-free defaults: --tau 100 --p-min 0.3 --s-min 10 \
+--threshold 0.8 --extend 0.5 (labelled: --tau 0 --p-min 0.5 --s-min 5 --threshold 0.5). \
+Label-free, list-valued options form a grid chosen without labels: each fold of names is held \
+out in turn, and a point scores held-out recall squared over the share of words predicted.")]
 pub struct Args {
     /// Labelled calibration data: CoNLL columns, or JSONL with character spans (.jsonl).
+    #[arg(long, required_unless_present_any = ["lexicon", "examples"], conflicts_with_all = ["lexicon", "examples"])]
+    data: Option<PathBuf>,
+    /// Label-free: a TOML lexicon, `type = ["name", ...]` per entity type, matched in --text.
+    #[arg(long, conflicts_with = "examples", requires = "text")]
+    lexicon: Option<PathBuf>,
+    /// Few-shot: a few annotated examples (JSONL with spans, or CoNLL); their entity strings
+    /// are matched in their own text and in --text, like a lexicon.
     #[arg(long)]
-    data: PathBuf,
+    examples: Option<PathBuf>,
+    /// Label-free: unlabelled text to match the lexicon in (repeatable). Never test text.
+    #[arg(long)]
+    text: Vec<PathBuf>,
+    /// How --text is read: plain text (one document per line), or a CoNLL or JSONL file read
+    /// for its text only (its labels are never used).
+    #[arg(long, value_enum, default_value_t = TextFormat::Text)]
+    text_format: TextFormat,
+    /// Label-free: match names ignoring case.
+    #[arg(long)]
+    ignore_case: bool,
     /// Labelled development data to choose the parameters on.
-    #[arg(long)]
+    #[arg(long, conflicts_with_all = ["lexicon", "examples"])]
     dev: Option<PathBuf>,
     /// Instead of --dev, choose the parameters on this fraction of --data's documents (the
     /// last ones), calibrated on the rest; the profile is then counted on all of --data.
     /// For benchmarks whose dev split is the one reported.
-    #[arg(long, conflicts_with = "dev")]
+    #[arg(long, conflicts_with_all = ["dev", "lexicon", "examples"])]
     holdout: Option<f64>,
     /// Where to write the profile (JSON).
     #[arg(long)]
     out: PathBuf,
     /// Where to write every grid point's parameters and dev scores (JSONL, one per line),
-    /// with --dev or --holdout.
+    /// with --dev or --holdout; label-free, every point's held-out-name scores.
     #[arg(long)]
     sweep_out: Option<PathBuf>,
-    /// Entity types to calibrate (default: every type in --data).
+    /// Entity types to calibrate (default: every type in --data, or in the lexicon).
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Context each sentence is read in.
@@ -44,13 +70,13 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "all", value_parser = serde_name::<CountedTokens>)]
     counted_tokens: Vec<CountedTokens>,
     /// Firing thresholds τ: a feature votes where its activation exceeds τ.
-    #[arg(long, value_delimiter = ',', default_value = "0")]
+    #[arg(long, value_delimiter = ',')]
     tau: Vec<f32>,
     /// Minimum smoothed precision of a kept (feature, type) row.
-    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    #[arg(long, value_delimiter = ',')]
     p_min: Vec<f64>,
     /// Minimum support (firing tokens) of a kept row.
-    #[arg(long, value_delimiter = ',', default_value = "5")]
+    #[arg(long, value_delimiter = ',')]
     s_min: Vec<u32>,
     /// Precision smoothing: wilson (lower bound of the Wilson interval at --wilson-z) or
     /// raw (hits / support).
@@ -69,16 +95,24 @@ pub struct Args {
     #[arg(long, value_delimiter = ',', default_value = "last", value_parser = serde_name::<WordPooling>)]
     pooling: Vec<WordPooling>,
     /// Minimum word score for a label.
-    #[arg(long, value_delimiter = ',', default_value = "0.5")]
+    #[arg(long, value_delimiter = ',')]
     threshold: Vec<f64>,
     /// Hysteresis: words next to an entity join it when their score for its type reaches
     /// this (`none`: off).
-    #[arg(long, value_delimiter = ',', default_value = "none", value_parser = parse_extend)]
+    #[arg(long, value_delimiter = ',', value_parser = parse_extend)]
     extend: Vec<Option<f64>>,
     #[command(flatten)]
     stack: StackArgs,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// How `--text` files are read.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum TextFormat {
+    Text,
+    Conll,
+    Jsonl,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -101,7 +135,26 @@ pub fn parse_extend(s: &str) -> std::result::Result<Option<f64>, String> {
     }
 }
 
-pub fn run(args: Args) -> Result<()> {
+pub fn run(mut args: Args) -> Result<()> {
+    let label_free = args.lexicon.is_some() || args.examples.is_some();
+    // Mode-specific defaults (see the help's last paragraph).
+    let lf = LabelFreeParams::default();
+    let defaults = if label_free {
+        (
+            lf.calibration.tau,
+            lf.calibration.p_min,
+            lf.calibration.s_min,
+            lf.decoding.threshold,
+            lf.decoding.extend,
+        )
+    } else {
+        (0.0, 0.5, 5, 0.5, None)
+    };
+    fill(&mut args.tau, defaults.0);
+    fill(&mut args.p_min, defaults.1);
+    fill(&mut args.s_min, defaults.2);
+    fill(&mut args.threshold, defaults.3);
+    fill(&mut args.extend, defaults.4);
     let smoothings: Vec<Smoothing> = args
         .smoothing
         .iter()
@@ -137,6 +190,12 @@ pub fn run(args: Args) -> Result<()> {
         ("--extend", grid.extends.len()),
     ];
     let tuned = args.dev.is_some() || args.holdout.is_some();
+    if label_free {
+        if args.counted_tokens.len() != 1 {
+            anyhow::bail!("--counted-tokens: label-free calibration takes one value");
+        }
+        return run_label_free(&args, &grid);
+    }
     if args.holdout.is_some_and(|f| !(f > 0.0 && f < 1.0)) {
         anyhow::bail!("--holdout: expected a fraction between 0 and 1");
     }
@@ -152,14 +211,18 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     let stack = Stack::load(&args.stack)?;
-    let train = read_corpus(&args.data, args.context)?;
+    let data = args
+        .data
+        .as_ref()
+        .expect("clap requires --data without --lexicon/--examples");
+    let train = read_corpus(data, args.context)?;
     let labels = if args.labels.is_empty() {
         train.labels().into_iter().collect()
     } else {
         args.labels.clone()
     };
     let origin = stack.origin(&train);
-    eprintln!("saener: encoding {}", args.data.display());
+    eprintln!("saener: encoding {}", data.display());
     let started = std::time::Instant::now();
     let mut train = stack.encode(train, &args.cache)?;
     let encoded_secs = started.elapsed().as_secs_f64();
@@ -190,7 +253,7 @@ pub fn run(args: Args) -> Result<()> {
         (None, Some(fraction)) => {
             let n = train.corpus.documents.len();
             let at = n - ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-            let name = format!("the last {} documents of {}", n - at, args.data.display());
+            let name = format!("the last {} documents of {}", n - at, data.display());
             (Some(train.split_off(at)), name)
         }
         (None, None) => (None, String::new()),
@@ -291,4 +354,172 @@ pub fn run(args: Args) -> Result<()> {
         decoding.threshold
     );
     Ok(())
+}
+
+fn fill<T>(values: &mut Vec<T>, default: T) {
+    if values.is_empty() {
+        values.push(default);
+    }
+}
+
+/// `--lexicon` or `--examples`: matches in unlabelled text instead of gold labels.
+fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
+    // Every input is read before the model loads, so that a bad file fails fast.
+    let (lexicon, source, examples) = match (&args.lexicon, &args.examples) {
+        (Some(path), _) => (Lexicon::load(path)?, path, None),
+        (None, Some(path)) => {
+            let examples = read_corpus(path, Context::Document)?;
+            (Lexicon::from_examples(&examples)?, path, Some(examples))
+        }
+        (None, None) => unreachable!("label-free needs --lexicon or --examples"),
+    };
+    let lexicon = if args.labels.is_empty() {
+        lexicon
+    } else {
+        if let Some(missing) = args.labels.iter().find(|l| !lexicon.types.contains_key(*l)) {
+            anyhow::bail!(
+                "--labels: {missing} is not a type of {} (types: {})",
+                source.display(),
+                lexicon.labels().join(", ")
+            );
+        }
+        Lexicon {
+            types: lexicon
+                .types
+                .into_iter()
+                .filter(|(label, _)| args.labels.contains(label))
+                .collect(),
+        }
+    };
+    let matcher = lexicon.matcher(MatchOptions {
+        ignore_case: args.ignore_case,
+    });
+    let ambiguous = matcher.ambiguous();
+    if !ambiguous.is_empty() {
+        eprintln!(
+            "saener: warning: {} names of {} are listed under several types and never matched: {}",
+            ambiguous.len(),
+            source.display(),
+            ambiguous.join(", ")
+        );
+    }
+    let texts = args
+        .text
+        .iter()
+        .map(|path| {
+            Ok((
+                path,
+                read_text_corpus(path, args.text_format, args.context)?,
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let stack = Stack::load(&args.stack)?;
+    let mut parts = Vec::new();
+    for (path, corpus) in examples.map(|e| (source, e)).into_iter().chain(texts) {
+        eprintln!("saener: encoding {}", path.display());
+        parts.push(stack.encode(corpus, &args.cache)?);
+    }
+    // The library replaces the data checksum with one of the lexicon-labelled text.
+    let origin = stack.origin(&parts[0].corpus);
+    let counted = args.counted_tokens[0];
+    let counts = LabelFreeCounts::new(
+        parts,
+        stack.sae.config().d_sae,
+        &matcher,
+        grid.taus.clone(),
+        counted,
+    )?;
+    let mut params = LabelFreeParams {
+        calibration: CalibrationParams {
+            tau: grid.taus[0],
+            p_min: grid.p_mins[0],
+            s_min: grid.s_mins[0],
+            smoothing: grid.smoothings[0],
+            boundaries: grid.boundaries[0],
+        },
+        counted,
+        decoding: DecodeParams {
+            combine: grid.combines[0],
+            pooling: grid.poolings[0],
+            threshold: grid.thresholds[0],
+            extend: grid.extends[0],
+        },
+    };
+    if grid.points_len() > 1 {
+        let bar = indicatif::ProgressBar::new(0).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} parameter sets (ETA {eta})",
+            )
+            .expect("valid template"),
+        );
+        let (trials, best) = counts.choose(&origin, grid, |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        })?;
+        bar.finish_and_clear();
+        if let Some(path) = &args.sweep_out {
+            let mut lines = String::new();
+            for trial in &trials {
+                lines += &serde_json::to_string(trial)?;
+                lines.push('\n');
+            }
+            std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
+        }
+        let t = &trials[best];
+        eprintln!(
+            "saener: best of {} parameter sets by the label-free criterion (held-out names): score {:.3}, held-out recall {:.3}, predicted rate {:.4}",
+            trials.len(),
+            t.score,
+            t.held_out_recall,
+            t.predicted_rate
+        );
+        params.calibration = t.calibration;
+        params.decoding = t.decoding;
+    } else if args.sweep_out.is_some() {
+        anyhow::bail!("--sweep-out needs a grid (an option with several values)");
+    }
+    let (profile, report) = counts.profile(origin, &params)?;
+    profile.save(&args.out)?;
+    for (t, label) in report.labels.iter().enumerate() {
+        let names = lexicon.types[label].len();
+        let matched = report.matched_tokens[t];
+        eprintln!(
+            "saener: {label}: {names} names, {} matched tokens (folds {:?}{}), label frequency c = {:.3}, {} rows",
+            matched.iter().sum::<u64>(),
+            matched,
+            if report.held_out[t] { "" } else { "; one fold empty: no memorisation check" },
+            report.label_frequency[t],
+            report.rows[t]
+        );
+    }
+    eprintln!(
+        "saener: wrote {} ({} rows from {} tokens; tau {}, p_min {}, s_min {}, threshold {}, extend {:?})",
+        args.out.display(),
+        profile.rows.len(),
+        report.tokens,
+        params.calibration.tau,
+        params.calibration.p_min,
+        params.calibration.s_min,
+        params.decoding.threshold,
+        params.decoding.extend
+    );
+    Ok(())
+}
+
+/// Reads unlabelled text for label-free calibration; a CoNLL or JSONL file's labels are
+/// kept only so that its cached codes are found (the cache key is the corpus checksum):
+/// `calibrate_from_lexicon` replaces them with lexicon matches before anything is counted.
+fn read_text_corpus(path: &Path, format: TextFormat, context: Context) -> Result<Corpus> {
+    let corpus = match format {
+        TextFormat::Text => saener_ner::read_text(path, TextMode::Lines)?.corpus,
+        TextFormat::Conll => saener_ner::read_conll(path, &ConllOptions::default())?.corpus,
+        TextFormat::Jsonl => saener_ner::read_jsonl(path)?.corpus,
+    };
+    if corpus.documents.is_empty() {
+        anyhow::bail!("{}: no text", path.display());
+    }
+    Ok(match context {
+        Context::Document => corpus,
+        Context::Sentence => corpus.into_sentence_documents(),
+    })
 }

@@ -30,16 +30,65 @@ saener corpus build --out corpus/ --add-conll ../shared/data/conll2003/train.con
         #[arg(long, default_value_t = 0.02)]
         heldout: f64,
     },
+    /// Draw a few annotated example sentences per type from a labelled file (the few-shot
+    /// input of `saener calibrate --examples`), reproducibly from a seed.
+    ///
+    /// Writes JSONL span records, one sentence each, with all its gold entities.
+    #[command(after_help = "Example (10 sentences per type, draw 0):\n  \
+saener corpus examples --data ../shared/data/ncbi_disease/train.conll --per-type 10 --seed 0 --out ex.jsonl")]
+    Examples {
+        /// Labelled file to draw from (CoNLL or JSONL); use a training split.
+        #[arg(long)]
+        data: PathBuf,
+        /// Sentences per entity type (a sentence with several types counts for each).
+        #[arg(long, default_value_t = 10)]
+        per_type: usize,
+        /// Seed of the draw.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Output JSONL file.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
+
+fn examples(
+    data: &std::path::Path,
+    per_type: usize,
+    seed: u64,
+    out: &std::path::Path,
+) -> Result<()> {
+    let corpus =
+        crate::commands::stack::read_corpus(data, crate::commands::stack::Context::Document)?;
+    let examples = saener_ner::sample_examples(&corpus, per_type, seed);
+    std::fs::write(out, examples.to_jsonl())
+        .with_context(|| format!("writing {}", out.display()))?;
+    let stats = examples.stats();
+    eprintln!(
+        "saener: wrote {} ({} sentences; entities per type: {:?})",
+        out.display(),
+        stats.sentences,
+        stats.per_label
+    );
+    Ok(())
 }
 
 pub fn run(command: Command) -> Result<()> {
-    let Command::Build {
-        out,
-        sources,
-        add_conll,
-        seed,
-        heldout,
-    } = command;
+    let (out, sources, add_conll, seed, heldout) = match command {
+        Command::Build {
+            out,
+            sources,
+            add_conll,
+            seed,
+            heldout,
+        } => (out, sources, add_conll, seed, heldout),
+        Command::Examples {
+            data,
+            per_type,
+            seed,
+            out,
+        } => return examples(&data, per_type, seed, &out),
+    };
     let cache = saener_lm::saener_home().join("packages");
     let mut documents = Vec::new();
     for name in &sources {

@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Label-free SAE-NER (RESULTS.md, "Label-free calibration"): profiles calibrated from a
+# hand-written lexicon, or from 10 annotated example sentences per type (3 draws), matched
+# in the *text* of each benchmark's train split (its labels are never read), with every
+# parameter chosen by the label-free criterion on held-out lexicon names; then evaluated on
+# CoNLL-2003 test, NCBI-disease test and BC5CDR dev.
+#
+#   bash bench/label_free.sh            # all three benchmarks (~30 min on 2 busy cores, warm cache)
+#   bash bench/label_free.sh conll2003  # one of conll2003, ncbi_disease, bc5cdr
+#   bash bench/label_free.sh dev-threshold  # NOT label-free: the lexicon profiles' decision
+#                                           # threshold chosen on labelled dev (CoNLL, NCBI)
+#
+# Writes results/label_free/<benchmark>-{lexicon,examples-s<seed>}.json (profiles),
+# <...>-sweep.jsonl (every grid point's label-free score) and <...>-eval.json (the
+# evaluation reports); the train codes come from the cache that bench/results.sh fills. The
+# drawn examples are sentences of the train splits (CoNLL-2003 is research-only), so they
+# go to a temporary folder, never into the repository; `saener corpus examples` with the
+# same seed draws them again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${SAENER_SHARED:-../shared}/data
+OUT=results/label_free
+EXAMPLES=$(mktemp -d)
+trap 'rm -rf "$EXAMPLES"' EXIT
+mkdir -p "$OUT"
+saener() {
+  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
+}
+# One grid for every benchmark and both modes; the choice is made without labels.
+GRID=(--tau 60,80,100,125 --p-min 0.1,0.2,0.3 --threshold 0.5,0.7,0.9 --extend none,0.5)
+
+run() { # name lexicon-args labels eval-split
+  local name=$1 lexicon=$2 labels=$3 split=$4
+  local train="$DATA/$name/train.conll" eval="$DATA/$name/$split.conll"
+  saener calibrate --lexicon "$lexicon" ${labels:+--labels "$labels"} \
+    --text "$train" --text-format conll "${GRID[@]}" \
+    --out "$OUT/$name-lexicon.json" --sweep-out "$OUT/$name-lexicon-sweep.jsonl"
+  saener eval --profile "$OUT/$name-lexicon.json" --data "$eval" --json "$OUT/$name-lexicon-eval.json"
+  for seed in 0 1 2; do
+    saener corpus examples --data "$train" --per-type 10 --seed "$seed" \
+      --out "$EXAMPLES/$name-s$seed.jsonl"
+    saener calibrate --examples "$EXAMPLES/$name-s$seed.jsonl" \
+      --text "$train" --text-format conll "${GRID[@]}" \
+      --out "$OUT/$name-examples-s$seed.json" --sweep-out "$OUT/$name-examples-s$seed-sweep.jsonl"
+    saener eval --profile "$OUT/$name-examples-s$seed.json" --data "$eval" \
+      --json "$OUT/$name-examples-s$seed-eval.json"
+  done
+}
+
+# The lexicon profile with its decision threshold chosen on the labelled dev split (a
+# diagnostic of how much the label-free choice loses; not a label-free result).
+dev_threshold() { # name
+  local name=$1 best=0 best_t=
+  for t in 0.5 0.6 0.7 0.8 0.9 0.95; do
+    saener eval --profile "$OUT/$name-lexicon.json" --data "$DATA/$name/dev.conll" --threshold "$t" \
+      --json "$OUT/$name-lexicon-dev-t$t.json" > /dev/null
+    f1=$(jq .strict.micro.f1 "$OUT/$name-lexicon-dev-t$t.json")
+    if jq -e -n "$f1 > $best" > /dev/null; then best=$f1 best_t=$t; fi
+  done
+  echo "$name: threshold $best_t chosen on dev (F1 $best)"
+  saener eval --profile "$OUT/$name-lexicon.json" --data "$DATA/$name/test.conll" --threshold "$best_t" \
+    --json "$OUT/$name-lexicon-devthreshold-eval.json"
+}
+
+case "${1:-all}" in
+conll2003) run conll2003 lexicons/conll2003.toml "" test ;;
+ncbi_disease) run ncbi_disease lexicons/biomedical.toml Disease test ;;
+bc5cdr) run bc5cdr lexicons/biomedical.toml "" dev ;;
+all)
+  run conll2003 lexicons/conll2003.toml "" test
+  run ncbi_disease lexicons/biomedical.toml Disease test
+  run bc5cdr lexicons/biomedical.toml "" dev
+  saener compare "$OUT"/*-eval.json
+  ;;
+dev-threshold)
+  dev_threshold conll2003
+  dev_threshold ncbi_disease
+  ;;
+*)
+  echo "usage: bash bench/label_free.sh [conll2003|ncbi_disease|bc5cdr|all|dev-threshold]" >&2
+  exit 2
+  ;;
+esac
