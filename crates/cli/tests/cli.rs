@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json_lines, ok, saener, shared};
+use common::{fails, json_lines, ok, saener, shared};
 use std::path::Path;
 
 #[test]
@@ -266,4 +266,31 @@ fn shipped_sae_is_the_default_and_fits_the_model() {
         "{info}"
     );
     assert!(info.contains("layer 9"), "{info}");
+}
+
+/// Every decoding override parses (an `--extend` value once panicked inside clap), and a
+/// missing profile is an error naming it.
+#[test]
+fn decoding_overrides_parse() {
+    for extend in ["0.5", "none"] {
+        let stderr = fails(saener(
+            &[
+                "eval",
+                "--profile",
+                "no_such_profile",
+                "--data",
+                "x.conll",
+                "--extend",
+                extend,
+                "--threshold",
+                "0.8",
+                "--combine",
+                "max",
+                "--pooling",
+                "mean",
+            ],
+            "",
+        ));
+        assert!(stderr.contains("--profile no_such_profile"), "{stderr}");
+    }
 }

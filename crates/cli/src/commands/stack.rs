@@ -72,8 +72,8 @@ pub struct DecodeOverrides {
     #[arg(long)]
     threshold: Option<f64>,
     /// Override the profile's hysteresis threshold (`none`: off).
-    #[arg(long, value_parser = crate::commands::calibrate::parse_extend)]
-    extend: Option<Option<f64>>,
+    #[arg(long, value_parser = parse_extend_override)]
+    extend: Option<ExtendOverride>,
     /// Override the profile's vote combination (noisy_or or max).
     #[arg(long, value_parser = serde_name::<Combine>)]
     combine: Option<Combine>,
@@ -82,12 +82,21 @@ pub struct DecodeOverrides {
     pooling: Option<WordPooling>,
 }
 
+/// A hysteresis threshold or none. A newtype, because clap reads a field of type
+/// `Option<Option<T>>` as a flag with an optional value of type `T`.
+#[derive(Clone, Copy)]
+pub struct ExtendOverride(Option<f64>);
+
+fn parse_extend_override(s: &str) -> std::result::Result<ExtendOverride, String> {
+    crate::commands::calibrate::parse_extend(s).map(ExtendOverride)
+}
+
 impl DecodeOverrides {
     /// `params` with every given override applied.
     pub fn apply(&self, params: DecodeParams) -> DecodeParams {
         DecodeParams {
             threshold: self.threshold.unwrap_or(params.threshold),
-            extend: self.extend.unwrap_or(params.extend),
+            extend: self.extend.map_or(params.extend, |e| e.0),
             combine: self.combine.unwrap_or(params.combine),
             pooling: self.pooling.unwrap_or(params.pooling),
         }
