@@ -59,6 +59,12 @@ enum Command {
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
+    /// Serve annotation over HTTP (JSON API, metrics, OpenAPI) with a web page that shows
+    /// each entity's evidence.
+    Serve(commands::serve::Args),
+    /// Add to a calibrated profile: each feature's top calibration contexts.
+    #[command(subcommand)]
+    Profile(commands::profile::Command),
 }
 
 fn main() -> ExitCode {
@@ -76,6 +82,8 @@ fn main() -> ExitCode {
         Command::Probe(command) => commands::probe::run(command),
         Command::Compare(args) => commands::compare::run(args),
         Command::Efficiency(args) => commands::efficiency::run(*args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Profile(command) => commands::profile::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
