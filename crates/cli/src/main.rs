@@ -75,6 +75,12 @@ enum Command {
     /// Inspect, train and evaluate sparse autoencoders.
     #[command(subcommand)]
     Sae(commands::sae::Command),
+    /// Serve annotation over HTTP (JSON API, metrics, OpenAPI) with a web page that shows
+    /// each entity's evidence.
+    Serve(commands::serve::Args),
+    /// Add to a calibrated profile: each feature's top calibration contexts.
+    #[command(subcommand)]
+    Profile(commands::profile::Command),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +103,8 @@ fn main() -> ExitCode {
         Command::Perturb(args) => commands::perturb::run(args),
         Command::Tagger(command) => commands::tagger::run(command),
         Command::Study(args) => commands::study::run(*args),
+        Command::Serve(args) => commands::serve::run(args),
+        Command::Profile(command) => commands::profile::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -64,12 +64,24 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
             &path(&dev),
             "--json",
             &path(&report),
+            "--report",
+            &path(&dir.path().join("report.html")),
             "--cache",
             &path(&cache),
         ],
         "",
     ));
     assert!(table.contains("micro"), "{table}");
+    let html = std::fs::read_to_string(dir.path().join("report.html")).unwrap();
+    for part in [
+        "<svg",
+        "Error breakdown",
+        "Missed:",
+        "Spurious:",
+        "<td>Disease</td>",
+    ] {
+        assert!(html.contains(part), "{part} missing from the HTML report");
+    }
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "dev re-read");
     let r = read_json(&report);
     for scheme in ["strict", "conlleval"] {
@@ -82,6 +94,38 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     // 40 documents of calibration already find diseases; chance would be near 0.
     let f1 = r["strict"]["micro"]["f1"].as_f64().unwrap();
     assert!(f1 > 0.2, "dev F1 {f1}");
+
+    // Contexts from the cached calibration codes; every other field stays as it was.
+    let before = std::fs::read_to_string(&profile).unwrap();
+    let contexts = |data: &Path| {
+        saener(
+            &[
+                "profile",
+                "contexts",
+                "--profile",
+                &path(&profile),
+                "--data",
+                &path(data),
+                "--cache",
+                &path(&cache),
+            ],
+            "",
+        )
+    };
+    ok(contexts(&train));
+    let after = read_json(&profile);
+    let feature = p["rows"][0]["feature"].to_string();
+    let first = &after["contexts"][&feature][0];
+    assert!(
+        first["text"].is_string() && first["activation"].is_f64(),
+        "{first}"
+    );
+    let unchanged = before.trim_end().strip_suffix('}').unwrap().trim_end();
+    assert!(std::fs::read_to_string(&profile)
+        .unwrap()
+        .starts_with(unchanged));
+    // Not the calibration data: refused.
+    assert!(!contexts(&dev).status.success());
 
     // The probing baselines read the same words (SAE codes from the cache, dense residuals
     // cached beside them) and report in the same JSON layout.

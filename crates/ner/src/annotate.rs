@@ -7,10 +7,11 @@
 
 use saener_lm::residuals::Extractor;
 use saener_sae::{FeatureSubset, Sae};
+use serde::Serialize;
 
 use crate::align::Alignment;
 use crate::corpus::Document;
-use crate::decode::{Activations, DecodeParams, Decoder, Span};
+use crate::decode::{Activations, DecodeParams, Decoder, Evidence, Span};
 use crate::profile::Profile;
 use crate::Result;
 
@@ -19,6 +20,47 @@ pub struct Annotator<'a> {
     extractor: Extractor<'a>,
     subset: FeatureSubset,
     decoder: Decoder,
+}
+
+/// One document's result: its spans and how many tokens the model read (BOS included).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Annotation {
+    pub spans: Vec<Span>,
+    pub tokens: usize,
+}
+
+/// An entity as `annotate` and the HTTP API write it: character span, its text, type,
+/// score and evidence.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
+pub struct EntityRecord {
+    /// Code points into the document text, half-open.
+    pub start: usize,
+    pub end: usize,
+    pub text: String,
+    pub label: String,
+    /// Mean word score for `label`, in 0–1.
+    pub score: f64,
+    /// The features that voted for `label`, by precision.
+    pub evidence: Vec<Evidence>,
+}
+
+impl EntityRecord {
+    /// The records of `spans` in `text`.
+    pub fn all(text: &str, spans: &[Span]) -> Vec<EntityRecord> {
+        let chars: Vec<char> = text.chars().collect();
+        spans
+            .iter()
+            .map(|s| EntityRecord {
+                start: s.start,
+                end: s.end,
+                text: chars[s.start..s.end].iter().collect(),
+                label: s.label.clone(),
+                score: s.score,
+                evidence: s.evidence.clone(),
+            })
+            .collect()
+    }
 }
 
 impl<'a> Annotator<'a> {
@@ -41,6 +83,16 @@ impl<'a> Annotator<'a> {
     /// (batched by length); an error fails the whole call, so callers that must isolate a
     /// bad document retry it alone.
     pub fn annotate(&self, documents: &[Document]) -> Result<Vec<Vec<Span>>> {
+        Ok(self
+            .annotate_counted(documents)?
+            .into_iter()
+            .map(|a| a.spans)
+            .collect())
+    }
+
+    /// Like [`Annotator::annotate`], with each document's token count (for throughput
+    /// metrics).
+    pub fn annotate_counted(&self, documents: &[Document]) -> Result<Vec<Annotation>> {
         let texts: Vec<&str> = documents.iter().map(|d| d.text.as_str()).collect();
         let residuals = self.extractor.run(&texts, |_| {})?;
         documents
@@ -49,8 +101,13 @@ impl<'a> Annotator<'a> {
             .map(|(document, r)| {
                 let alignment = Alignment::new(document, &r.encoding.offsets)?;
                 let activations = self.subset.encode(&r.rows)?;
-                self.decoder
-                    .decode(document, &alignment, Activations::Dense(&activations))
+                let spans =
+                    self.decoder
+                        .decode(document, &alignment, Activations::Dense(&activations))?;
+                Ok(Annotation {
+                    spans,
+                    tokens: r.encoding.ids.len(),
+                })
             })
             .collect()
     }

@@ -105,6 +105,7 @@ pub enum Activations<'a> {
 
 /// A feature that voted for a span's type.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Evidence {
     pub feature: u32,
     /// Its highest activation on the span's tokens.
@@ -243,26 +244,27 @@ impl Decoder {
         Ok(spans)
     }
 
+    /// Decodes every document of `encoded`: each document's spans, in order.
+    pub fn decode_corpus(&self, encoded: &EncodedCorpus) -> Result<Vec<Vec<Span>>> {
+        (0..encoded.corpus.documents.len())
+            .into_par_iter()
+            .map(|i| {
+                self.decode(
+                    &encoded.corpus.documents[i],
+                    &encoded.alignments[i],
+                    Activations::Sparse(&encoded.codes[i]),
+                )
+            })
+            .collect()
+    }
+
     /// Decodes every document of `encoded`: the corpus with predicted entities in place of
     /// its own, for [`crate::evaluate_corpus`] and the writers.
     pub fn predict_corpus(&self, encoded: &EncodedCorpus) -> Result<Corpus> {
-        let documents = (0..encoded.corpus.documents.len())
-            .into_par_iter()
-            .map(|i| {
-                let document = &encoded.corpus.documents[i];
-                let spans = self.decode(
-                    document,
-                    &encoded.alignments[i],
-                    Activations::Sparse(&encoded.codes[i]),
-                )?;
-                Ok(predicted_document(document, &spans))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        Ok(Corpus {
-            documents,
-            annotated: true,
-            separator: encoded.corpus.separator,
-        })
+        Ok(predicted_corpus(
+            &encoded.corpus,
+            &self.decode_corpus(encoded)?,
+        ))
     }
 
     /// Calls `f(column, activation)` for every profile feature that fires on token `t`.
@@ -473,6 +475,21 @@ pub(crate) fn entity_runs(
         w = end;
     }
     runs
+}
+
+/// A copy of `corpus` whose entities are `spans` (one list per document, as
+/// [`Decoder::decode_corpus`] gives them).
+pub fn predicted_corpus(corpus: &Corpus, spans: &[Vec<Span>]) -> Corpus {
+    Corpus {
+        documents: corpus
+            .documents
+            .iter()
+            .zip(spans)
+            .map(|(document, spans)| predicted_document(document, spans))
+            .collect(),
+        annotated: true,
+        separator: corpus.separator,
+    }
 }
 
 /// A copy of `document` whose entities are `spans` (as [`Decoder::decode`] gave them for

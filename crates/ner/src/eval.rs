@@ -20,7 +20,7 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{Corpus, Sentence};
+use crate::corpus::{Corpus, Entity, Sentence};
 use crate::tags::{self, Chunk, Prefix, Tag};
 use crate::{Error, Result};
 
@@ -304,36 +304,129 @@ fn in_sentence<'s, 'a>(spans: &'s [Span<'a>], s: usize) -> &'s [Span<'a>] {
     &spans[from..to]
 }
 
-fn breakdown(gold: &[Span<'_>], pred: &[Span<'_>]) -> ErrorBreakdown {
+/// How one predicted entity (or one missed gold entity) fared; see [`ErrorBreakdown`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Correct,
+    Type,
+    Boundary,
+    BoundaryType,
+    Spurious,
+    Missed,
+}
+
+/// One judged entity: a prediction with the gold entity it is judged against (none when
+/// spurious), or a missed gold entity. `sentence` counts sentences over the whole corpus,
+/// in document order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Judged {
+    pub outcome: Outcome,
+    pub sentence: usize,
+    pub predicted: Option<Entity>,
+    pub gold: Option<Entity>,
+}
+
+fn entity(span: &Span<'_>) -> Entity {
+    Entity {
+        start: span.1.start,
+        end: span.1.end,
+        label: span.1.label.to_string(),
+    }
+}
+
+/// Every prediction, then every missed gold entity, judged; counting the outcomes gives
+/// the [`ErrorBreakdown`].
+fn judge(gold: &[Span<'_>], pred: &[Span<'_>]) -> Vec<Judged> {
     // Only spans of one sentence are compared.
     let overlaps = |a: &Span<'_>, b: &Span<'_>| a.1.start < b.1.end && b.1.start < a.1.end;
     let same_bounds = |a: &Span<'_>, b: &Span<'_>| (a.1.start, a.1.end) == (b.1.start, b.1.end);
-    let mut errors = ErrorBreakdown::default();
+    let mut judged = Vec::new();
     for p in pred {
         let near: Vec<&Span<'_>> = in_sentence(gold, p.0)
             .iter()
             .filter(|g| overlaps(g, p))
             .collect();
-        let counter = if near.is_empty() {
-            &mut errors.spurious
+        let (outcome, against) = if near.is_empty() {
+            (Outcome::Spurious, None)
         } else if let Some(g) = near.iter().find(|g| same_bounds(g, p)) {
-            if g.1.label == p.1.label {
-                &mut errors.correct
+            let outcome = if g.1.label == p.1.label {
+                Outcome::Correct
             } else {
-                &mut errors.type_
-            }
-        } else if near.iter().any(|g| g.1.label == p.1.label) {
-            &mut errors.boundary
+                Outcome::Type
+            };
+            (outcome, Some(*g))
+        } else if let Some(g) = near.iter().find(|g| g.1.label == p.1.label) {
+            (Outcome::Boundary, Some(*g))
         } else {
-            &mut errors.boundary_type
+            (Outcome::BoundaryType, Some(near[0]))
         };
-        *counter += 1;
+        judged.push(Judged {
+            outcome,
+            sentence: p.0,
+            predicted: Some(entity(p)),
+            gold: against.map(entity),
+        });
     }
-    errors.missed = gold
-        .iter()
-        .filter(|g| !in_sentence(pred, g.0).iter().any(|p| overlaps(g, p)))
-        .count();
+    for g in gold {
+        if !in_sentence(pred, g.0).iter().any(|p| overlaps(g, p)) {
+            judged.push(Judged {
+                outcome: Outcome::Missed,
+                sentence: g.0,
+                predicted: None,
+                gold: Some(entity(g)),
+            });
+        }
+    }
+    judged
+}
+
+fn parse_all<'a>(tags: &'a [Vec<String>], side: &str) -> Result<Vec<Vec<Tag<'a>>>> {
+    tags.iter()
+        .enumerate()
+        .map(|(s, t)| parse_sequence(t, side, s))
+        .collect()
+}
+
+fn breakdown(gold: &[Span<'_>], pred: &[Span<'_>]) -> ErrorBreakdown {
+    let mut errors = ErrorBreakdown::default();
+    for j in judge(gold, pred) {
+        *match j.outcome {
+            Outcome::Correct => &mut errors.correct,
+            Outcome::Type => &mut errors.type_,
+            Outcome::Boundary => &mut errors.boundary,
+            Outcome::BoundaryType => &mut errors.boundary_type,
+            Outcome::Spurious => &mut errors.spurious,
+            Outcome::Missed => &mut errors.missed,
+        } += 1;
+    }
     errors
+}
+
+/// Every predicted and missed entity of `pred` against `gold` (same documents, sentences
+/// and words, as for [`evaluate_corpus`]), judged as the error breakdown counts them.
+pub fn judge_corpus(gold: &Corpus, pred: &Corpus) -> Result<Vec<Judged>> {
+    // Checks that the corpora line up, with the same errors as the metrics.
+    evaluate_corpus(gold, pred)?;
+    let sentences = |c: &'_ Corpus| -> Vec<Sentence> {
+        c.documents
+            .iter()
+            .flat_map(|d| d.sentences.clone())
+            .collect()
+    };
+    let (gold, pred) = (sentences(gold), sentences(pred));
+    let spans_of = |sentences: &[Sentence]| -> Vec<Vec<String>> {
+        sentences.iter().map(Sentence::tags).collect()
+    };
+    let (gold_tags, pred_tags) = (spans_of(&gold), spans_of(&pred));
+    let (g, p) = (
+        parse_all(&gold_tags, "gold")?,
+        parse_all(&pred_tags, "predicted")?,
+    );
+    Ok(judge(
+        &spans(&g, tags::strict_chunks),
+        &spans(&p, tags::strict_chunks),
+    ))
 }
 
 impl fmt::Display for EvalReport {

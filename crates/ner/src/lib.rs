@@ -14,6 +14,8 @@
 //!   on disk ([`CodeEncoder`]), so calibration and evaluation sweeps take seconds.
 //! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
 //!   evidence ([`Decoder`]).
+//! - [`contexts`] finds each kept feature's top-activating calibration contexts, stored in
+//!   the profile to explain what the feature reads.
 //! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
 //!   ([`Annotator`]).
 //! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each
@@ -23,6 +25,7 @@
 //! - [`lexicon`] and [`label_free`] calibrate without an annotated corpus: a lexicon of
 //!   names per type (or a few examples' names) matched in unlabelled text ([`Lexicon`],
 //!   [`calibrate_from_lexicon`]).
+//! - [`report`] writes an evaluation as a self-contained HTML page with errors in context.
 //! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
@@ -31,6 +34,7 @@ pub mod align;
 pub mod annotate;
 pub mod calibrate;
 pub mod codes;
+pub mod contexts;
 pub mod corpus;
 pub mod decode;
 pub mod eval;
@@ -39,6 +43,7 @@ pub mod lexicon;
 pub mod perturb;
 pub mod probe;
 pub mod profile;
+pub mod report;
 pub mod tagger;
 mod tags;
 #[cfg(test)]
@@ -47,18 +52,23 @@ pub mod tune;
 mod weights;
 
 pub use align::{Alignment, WordPooling};
-pub use annotate::Annotator;
+pub use annotate::{Annotation, Annotator, EntityRecord};
 pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
 pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
+pub use contexts::{set_contexts_json, top_contexts, FeatureContext};
 pub use corpus::{
     parse_conll, parse_jsonl, parse_text, read_conll, read_jsonl, read_text, tokenize,
     ConllOptions, Corpus, CorpusStats, Document, DocumentMode, Entity, Loaded, Sentence, Separator,
     TagScheme, TextMode, Warning, Word,
 };
 pub use decode::{
-    predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence, Span, MAX_EVIDENCE,
+    predicted_corpus, predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence,
+    Span, MAX_EVIDENCE,
 };
-pub use eval::{evaluate, evaluate_corpus, ErrorBreakdown, EvalReport, NoiseRates, Prf, Scores};
+pub use eval::{
+    evaluate, evaluate_corpus, judge_corpus, ErrorBreakdown, EvalReport, Judged, NoiseRates,
+    Outcome, Prf, Scores,
+};
 pub use label_free::{
     calibrate_from_lexicon, LabelFreeCounts, LabelFreeParams, LabelFreeReport, PuTrial,
 };
@@ -66,6 +76,7 @@ pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
 pub use perturb::{perturb, PerturbKind};
 pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};
+pub use report::{html_report, ReportInput};
 pub use tagger::{Tagger, TaggerMeta, TaggerOptions};
 pub use tune::{sweep, Grid, Trial};
 

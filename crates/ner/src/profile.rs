@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
+use crate::contexts::FeatureContext;
 use crate::decode::DecodeParams;
 use crate::{Error, Result};
 
@@ -31,6 +32,7 @@ pub struct Origin {
 /// `hits` of `support` firing tokens. For a boundary row `hits` counts first tokens of a
 /// `label` entity.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Row {
     pub feature: u32,
     #[serde(rename = "type")]
@@ -68,6 +70,10 @@ pub struct Profile {
     /// Kept boundary rows ("first token of a t-entity"), if calibrated with boundaries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boundary_rows: Vec<Row>,
+    /// Per kept feature, its top-activating calibration contexts (`saener profile
+    /// contexts`); absent in profiles made without them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub contexts: BTreeMap<u32, Vec<FeatureContext>>,
 }
 
 impl Profile {
@@ -112,6 +118,7 @@ impl Profile {
                 .collect(),
             rows,
             boundary_rows,
+            contexts: BTreeMap::new(),
         })
     }
 

@@ -1,5 +1,5 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{Annotator, ConllOptions, Corpus, Document, Span};
+use saener_ner::{Annotator, ConllOptions, Corpus, Document, EntityRecord, Span};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -191,21 +191,7 @@ fn annotate_chunk(
 }
 
 fn jsonl_record(id: &str, text: &str, spans: &[Span]) -> String {
-    let chars: Vec<char> = text.chars().collect();
-    let entities: Vec<Value> = spans
-        .iter()
-        .map(|s| {
-            json!({
-                "start": s.start,
-                "end": s.end,
-                "text": chars[s.start..s.end].iter().collect::<String>(),
-                "label": s.label,
-                "score": s.score,
-                "evidence": s.evidence,
-            })
-        })
-        .collect();
-    json!({"id": id, "entities": entities}).to_string()
+    json!({"id": id, "entities": EntityRecord::all(text, spans)}).to_string()
 }
 
 fn pretty_record(id: &str, text: &str, spans: &[Span]) -> String {

@@ -1,5 +1,8 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{evaluate_corpus, Decoder, EvalReport, Prf};
+use saener_ner::{
+    evaluate_corpus, html_report, judge_corpus, predicted_corpus, Decoder, EvalReport, Prf,
+    ReportInput,
+};
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -12,8 +15,9 @@ use crate::commands::stack::{
     after_help = "Scores are entity-level exact match: seqeval strict (IOB2) and \
 conlleval counting, micro and macro, per type, plus an error breakdown. --json writes \
 {\"strict\",\"conlleval\"} (each with micro, macro and per_type: precision, recall, f1 as \
-fractions) and \"errors\".\n\nExample:\n  \
-saener eval --profile conll2003 --data ../shared/data/conll2003/test.conll --json conll-test.json"
+fractions) and \"errors\". --report writes the same as one HTML page, with errors in context.\n\nExample:\n  \
+saener eval --profile conll2003 --data ../shared/data/conll2003/test.conll --json conll-test.json \
+--report conll-test.html"
 )]
 pub struct Args {
     /// Profile: a path, or the name of a shipped one (conll2003, ncbi_disease, bc5cdr).
@@ -28,6 +32,13 @@ pub struct Args {
     /// Write the predictions as a CoNLL file here (the data's words, predicted tags).
     #[arg(long)]
     predictions: Option<PathBuf>,
+    /// Write a self-contained HTML report here: metrics, error breakdown, a chart, and a
+    /// sample of errors in context with the evidence behind each prediction.
+    #[arg(long)]
+    report: Option<PathBuf>,
+    /// Errors of each kind the HTML report shows.
+    #[arg(long, default_value_t = 12, requires = "report")]
+    report_errors: usize,
     /// Context each sentence is read in.
     #[arg(long, value_enum, default_value_t = Context::Document)]
     context: Context,
@@ -65,8 +76,28 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let encoded = stack.encode(gold, &args.cache)?;
-    let predicted = Decoder::new(&profile, params)?.predict_corpus(&encoded)?;
+    let spans = Decoder::new(&profile, params)?.decode_corpus(&encoded)?;
+    let predicted = predicted_corpus(&encoded.corpus, &spans);
     let report = evaluate_corpus(&encoded.corpus, &predicted)?;
+    if let Some(path) = &args.report {
+        let about = [
+            ("profile", args.profile.clone()),
+            ("data", args.data.display().to_string()),
+            ("data checksum", data_checksum.clone()),
+            ("context", format!("{:?}", args.context).to_lowercase()),
+            ("decoding", serde_json::to_string(&params)?),
+        ];
+        let html = html_report(&ReportInput {
+            title: &format!("saener eval: {} on {}", args.profile, args.data.display()),
+            about: &about,
+            report: &report,
+            gold: &encoded.corpus,
+            spans: &spans,
+            judged: &judge_corpus(&encoded.corpus, &predicted)?,
+            per_kind: args.report_errors,
+        });
+        std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
+    }
     let outputs = Outputs {
         json: args.json,
         predictions: args.predictions,

@@ -308,7 +308,7 @@ pub fn load_profile(name_or_path: &str) -> Result<Profile> {
     Ok(Profile::load(&path)?)
 }
 
-fn shipped_profiles() -> Vec<String> {
+pub fn shipped_profiles() -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(sae_path(None).join("profiles"))
         .into_iter()
         .flatten()
