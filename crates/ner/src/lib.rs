@@ -38,7 +38,7 @@ mod test_support;
 pub mod tune;
 
 pub use align::{Alignment, WordPooling};
-pub use annotate::Annotator;
+pub use annotate::{pieces, Annotator, Piece, PIECE_BYTES};
 pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
 pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
 pub use corpus::{

@@ -9,6 +9,7 @@ pub mod efficiency;
 pub mod eval;
 pub mod fetch;
 pub mod io;
+pub mod merge;
 pub mod probe;
 pub mod progress;
 pub mod residuals;
