@@ -30,8 +30,13 @@ impl GgufFile {
         let path = path.as_ref().to_path_buf();
         let file = File::open(&path).map_err(|e| Error::io(&path, e))?;
         let file_len = file.metadata().map_err(|e| Error::io(&path, e))?.len();
-        let mut reader = BufReader::new(file);
-        let content = Content::read(&mut reader).map_err(|e| Error::Gguf {
+        Self::read(path, &mut BufReader::new(file), file_len)
+    }
+
+    /// [`GgufFile::open`] on a reader over `file_len` bytes; `path` names the file in errors
+    /// and is where tensors will be read from.
+    pub fn read(path: PathBuf, reader: &mut (impl Read + Seek), file_len: u64) -> Result<Self> {
+        let content = Content::read(reader).map_err(|e| Error::Gguf {
             path: path.clone(),
             reason: format!("cannot read header ({e}); the file may be truncated or corrupt"),
         })?;
@@ -45,18 +50,27 @@ impl GgufFile {
             });
         }
         for (name, info) in &gguf.content.tensor_infos {
-            let end = gguf.data_start(info) + tensor_bytes(info) as u64;
-            if end > file_len {
+            let end = tensor_bytes(info)
+                .and_then(|n| gguf.data_start(info)?.checked_add(n as u64))
+                .filter(|&end| end <= file_len);
+            if end.is_none() {
                 return Err(Error::Gguf {
                     path: gguf.path.clone(),
                     reason: format!(
-                        "truncated: tensor '{name}' ends at byte {end} but the file has only \
-                         {file_len} bytes"
+                        "truncated or corrupt: tensor '{name}' (shape {:?}, offset {}) does not \
+                         lie within the file's {file_len} bytes",
+                        info.shape.dims(),
+                        info.offset
                     ),
                 });
             }
         }
         Ok(gguf)
+    }
+
+    /// The parsed header: metadata and tensor directory.
+    pub fn content(&self) -> &Content {
+        &self.content
     }
 
     /// The file this was opened from.
@@ -160,8 +174,10 @@ impl GgufFile {
             })
     }
 
-    fn data_start(&self, info: &TensorInfo) -> u64 {
-        self.content.tensor_data_offset + info.offset
+    /// Where the tensor's bytes start; `None` if that overflows (a corrupt offset), which
+    /// [`GgufFile::read`] rules out for every tensor of an opened file.
+    fn data_start(&self, info: &TensorInfo) -> Option<u64> {
+        self.content.tensor_data_offset.checked_add(info.offset)
     }
 
     /// Checks that tensor `name` exists with shape `expected_shape`.
@@ -184,9 +200,9 @@ impl GgufFile {
         let info = self.info(name)?;
         let io = |e| Error::io(&self.path, e);
         let mut file = File::open(&self.path).map_err(io)?;
-        file.seek(SeekFrom::Start(self.data_start(info)))
-            .map_err(io)?;
-        let mut raw = vec![0u8; tensor_bytes(info)];
+        let start = self.data_start(info).expect("checked on open");
+        file.seek(SeekFrom::Start(start)).map_err(io)?;
+        let mut raw = vec![0u8; tensor_bytes(info).expect("checked on open")];
         file.read_exact(&mut raw).map_err(io)?;
         Ok((info.ggml_dtype, raw))
     }
@@ -208,7 +224,12 @@ impl GgufFile {
     }
 }
 
-/// Bytes a tensor occupies in the file.
-fn tensor_bytes(info: &TensorInfo) -> usize {
-    info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size()
+/// Bytes a tensor occupies in the file; `None` if its shape's size overflows.
+fn tensor_bytes(info: &TensorInfo) -> Option<usize> {
+    let elements = info
+        .shape
+        .dims()
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))?;
+    (elements / info.ggml_dtype.block_size()).checked_mul(info.ggml_dtype.type_size())
 }

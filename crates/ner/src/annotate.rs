@@ -177,26 +177,7 @@ fn ceil_char_boundary(text: &str, mut i: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// What every cut must satisfy: pieces tile the text on char boundaries, no piece is
-    /// longer than asked (plus one char), contexts precede their piece and never move back.
-    pub(crate) fn check_pieces(text: &str, piece_bytes: usize, context_bytes: usize) {
-        let pieces = pieces(text, piece_bytes, context_bytes);
-        let mut at = 0;
-        let mut context = 0;
-        for p in &pieces {
-            assert_eq!(p.start, at);
-            assert!(p.end > p.start && p.end <= text.len());
-            assert!(p.context <= p.start && p.context >= context);
-            for i in [p.context, p.start, p.end] {
-                assert!(text.is_char_boundary(i));
-            }
-            assert!(p.end - p.start <= piece_bytes.max(8) + 4, "{p:?}");
-            at = p.end;
-            context = p.context;
-        }
-        assert_eq!(at, text.len());
-    }
+    use crate::fuzzing::check_pieces;
 
     #[test]
     fn pieces_end_at_line_breaks_then_sentences_then_spaces() {

@@ -29,6 +29,7 @@ pub mod codes;
 pub mod corpus;
 pub mod decode;
 pub mod eval;
+pub mod fuzzing;
 pub mod perturb;
 pub mod probe;
 pub mod profile;
