@@ -36,7 +36,7 @@ fn input(dir: &Path) -> std::path::PathBuf {
         bytes.push(b'\n');
         match i {
             5 => bytes.extend(b"{\"id\": \"broken\", \"text\": \n"),
-            9 => bytes.extend(b"{\"id\": \"no-text\"}\n\n"),
+            9 => bytes.extend(b"{\"id\": \"no-text\"}\n\n{\"id\": \"n\", \"text\": 5}\n[1]\n"),
             13 => bytes.extend(b"{\"id\": \"latin1\", \"text\": \"caf\xe9\"}\n"),
             _ => {}
         }
@@ -75,10 +75,12 @@ fn killed_run_resumes_byte_identical_and_shards_merge_back() {
     ok(run(&annotate(&input, &reference, &[])));
     let expected = std::fs::read(&reference).unwrap();
     let records = expected.iter().filter(|&&b| b == b'\n').count();
-    assert_eq!(records, 24 + 3, "one line per non-blank input line");
+    assert_eq!(records, 24 + 5, "one line per non-blank input line");
     let text = String::from_utf8(expected.clone()).unwrap();
     assert!(text.contains("line 7: invalid JSON"), "{text}");
     assert!(text.contains("missing field 'text'"), "{text}");
+    assert!(text.contains("field 'text': expected a string, found a number"));
+    assert!(text.contains("expected a JSON object with a 'text' field, found an array"));
     assert!(text.contains("invalid UTF-8 at byte offset"), "{text}");
 
     // SIGKILL once some records are durable, then resume.
@@ -158,6 +160,38 @@ fn kill_after(args: &[String], output: &Path, at_least: usize, total: usize) {
     assert!(
         (at_least..total).contains(&done),
         "killed after {done} of {total} records; the test needs a kill mid-run"
+    );
+}
+
+#[test]
+fn invalid_utf8_names_the_byte_or_is_replaced_with_lossy() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("input.txt");
+    std::fs::write(&input, b"Paris is nice.\n\ncaf\xe9 in Lima.\n").unwrap();
+    let output = dir.path().join("out.jsonl");
+    ok(run(&annotate(&input, &output, &[])));
+    let strict = std::fs::read_to_string(&output).unwrap();
+    let lines: Vec<&str> = strict.lines().collect();
+    assert_eq!(lines.len(), 2);
+    assert!(
+        lines[1].contains("input.txt: line 3: invalid UTF-8 at byte offset 19"),
+        "{strict}"
+    );
+    ok(run(&annotate(&input, &output, &["--lossy"])));
+    let lossy = std::fs::read_to_string(&output).unwrap();
+    assert!(
+        lossy.lines().nth(1).unwrap().starts_with("{\"entities\":"),
+        "{lossy}"
+    );
+
+    // A bad line before the last is not a torn write: --resume refuses to cut there.
+    std::fs::write(&output, format!("{}\nnot json\n{}\n", lines[0], lines[0])).unwrap();
+    let refused = run(&annotate(&input, &output, &["--resume"]));
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        message.contains("line 2 is not a complete JSON record"),
+        "{message}"
     );
 }
 
