@@ -30,8 +30,7 @@ fn gguf_inputs_never_panic() {
         if path.parent().unwrap().parent().unwrap().ends_with("seeds") {
             // Seeds are valid files, so fuzzing starts past the header checks.
             let mut reader = std::io::Cursor::new(&data);
-            saener_lm::gguf::GgufFile::read(path.clone(), &mut reader, data.len() as u64)
-                .unwrap();
+            saener_lm::gguf::GgufFile::read(path.clone(), &mut reader, data.len() as u64).unwrap();
         }
     }
 }
