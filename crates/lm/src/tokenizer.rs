@@ -31,7 +31,8 @@
 //! starts at 0, each starts where the previous one ended, the last ends at the input's character
 //! count. The byte-fallback tokens of one character all carry that character's span, so they
 //! repeat the same span. BOS has the empty span `(0, 0)`. For every other token, the input
-//! sliced at its span equals the token's piece with `'▁'` read as `' '`.
+//! sliced at its span equals the token's piece, reading `'▁'` as `' '` on both sides (a
+//! `'▁'` written in the input is read as a space).
 
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
