@@ -195,6 +195,48 @@ fn invalid_utf8_names_the_byte_or_is_replaced_with_lossy() {
     );
 }
 
+#[test]
+fn merge_restores_order_and_refuses_missing_duplicate_and_foreign_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, lines: &[&str]| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            lines.iter().map(|l| format!("{l}\n")).collect::<String>(),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let a = write(
+        "a",
+        &[
+            r#"{"index":0,"shard":"0/2","id":"x"}"#,
+            r#"{"index":2,"shard":"0/2","id":"z"}"#,
+        ],
+    );
+    let b = write("b", &[r#"{"index":1,"shard":"1/2","id":"y"}"#]);
+    let merged = ok(saener(&["merge", &b, &a], ""));
+    assert_eq!(merged, "{\"id\":\"x\"}\n{\"id\":\"y\"}\n{\"id\":\"z\"}\n");
+    let fails = |args: &[&str], needle: &str| {
+        let out = saener(args, "");
+        let message = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(
+            !out.status.success() && message.contains(needle),
+            "{message}"
+        );
+    };
+    fails(
+        &["merge", &a],
+        "the shards are 2 in all (i/2), but 1 files were given",
+    );
+    fails(&["merge", &a, &a], "both hold shard 0/2");
+    fails(&["merge", &a, &b, "--records", "4"], "the input has 4");
+    let plain = write("plain", &[r#"{"id":"x","entities":[]}"#]);
+    fails(&["merge", &plain, &b], "not written by annotate --shard");
+    let gap = write("gap", &[r#"{"index":3,"shard":"1/2","id":"w"}"#]);
+    fails(&["merge", &a, &gap], "expected record 1 of shard 1/2");
+}
+
 fn ok_stderr(output: std::process::Output) -> Vec<u8> {
     assert!(
         output.status.success(),
