@@ -44,6 +44,8 @@ enum Command {
     Calibrate(Box<commands::calibrate::Args>),
     /// Annotate text with a profile: entities with character offsets and the features behind them.
     Annotate(commands::annotate::Args),
+    /// Merge the shard outputs of `annotate --shard i/n` back into input order.
+    Merge(commands::merge::Args),
     /// Score a profile on labelled data: strict and conlleval entity-level P/R/F1.
     Eval(commands::eval::Args),
     /// Train and evaluate the probing baselines (logistic regression on dense residuals or
@@ -94,6 +96,7 @@ fn main() -> ExitCode {
         Command::Sae(command) => commands::sae::run(command),
         Command::Calibrate(args) => commands::calibrate::run(*args),
         Command::Annotate(args) => commands::annotate::run(args),
+        Command::Merge(args) => commands::merge::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Probe(command) => commands::probe::run(command),
         Command::Compare(args) => commands::compare::run(args),

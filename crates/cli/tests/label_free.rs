@@ -3,7 +3,6 @@
 //! languages the lexicon never named.
 
 // Not every helper is used here.
-#[allow(dead_code)]
 mod common;
 
 use common::{json_lines, ok, saener};

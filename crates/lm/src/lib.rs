@@ -8,6 +8,7 @@
 //!   returning `resid_post`, with windowing for long inputs.
 
 pub mod fetch;
+pub mod fuzzing;
 pub mod gemma3;
 pub mod gguf;
 pub mod residuals;

@@ -31,11 +31,12 @@
 //! starts at 0, each starts where the previous one ended, the last ends at the input's character
 //! count. The byte-fallback tokens of one character all carry that character's span, so they
 //! repeat the same span. BOS has the empty span `(0, 0)`. For every other token, the input
-//! sliced at its span equals the token's piece with `'▁'` read as `' '`.
+//! sliced at its span equals the token's piece, reading `'▁'` as `' '` on both sides (a
+//! `'▁'` written in the input is read as a space).
 
 use std::collections::{BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
-use std::io::BufReader;
+use std::io::{BufReader, Seek};
 use std::path::Path;
 
 use candle_core::quantized::gguf_file;
@@ -134,7 +135,16 @@ impl Tokenizer {
     /// Reads the tokenizer from a GGUF file's metadata (the tensors are not read).
     pub fn from_gguf(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let len = file.metadata().map_err(|e| Error::io(path, e))?.len();
         let mut reader = BufReader::with_capacity(1 << 20, file);
+        let gguf = |reason| Error::Gguf {
+            path: path.to_path_buf(),
+            reason,
+        };
+        crate::gguf::check_header(&mut reader, len).map_err(gguf)?;
+        reader
+            .seek(std::io::SeekFrom::Start(0))
+            .map_err(|e| Error::io(path, e))?;
         let content = gguf_file::Content::read(&mut reader).map_err(|e| Error::Gguf {
             path: path.to_path_buf(),
             reason: e.to_string(),

@@ -13,7 +13,7 @@ use crate::align::Alignment;
 use crate::corpus::Document;
 use crate::decode::{Activations, DecodeParams, Decoder, Evidence, Span};
 use crate::profile::Profile;
-use crate::Result;
+use crate::{Error, Result};
 
 /// A profile ready to annotate text with one model and SAE.
 pub struct Annotator<'a> {
@@ -45,16 +45,55 @@ pub struct EntityRecord {
     pub evidence: Vec<Evidence>,
 }
 
+/// Slices a text by code-point offsets, walking forward from the last slice (spans come in
+/// order), so a long text needs no table of its characters.
+pub struct CharSlicer<'a> {
+    text: &'a str,
+    byte: usize,
+    char: usize,
+}
+
+impl<'a> CharSlicer<'a> {
+    pub fn new(text: &'a str) -> Self {
+        CharSlicer {
+            text,
+            byte: 0,
+            char: 0,
+        }
+    }
+
+    fn byte_of(&mut self, char: usize) -> usize {
+        if char < self.char {
+            (self.byte, self.char) = (0, 0);
+        }
+        let rest = &self.text[self.byte..];
+        let step = rest
+            .char_indices()
+            .nth(char - self.char)
+            .map_or(rest.len(), |(b, _)| b);
+        self.byte += step;
+        self.char = char;
+        self.byte
+    }
+
+    /// The text of code points `start..end`.
+    pub fn slice(&mut self, start: usize, end: usize) -> &'a str {
+        let start = self.byte_of(start);
+        let end = self.byte_of(end);
+        &self.text[start..end]
+    }
+}
+
 impl EntityRecord {
     /// The records of `spans` in `text`.
     pub fn all(text: &str, spans: &[Span]) -> Vec<EntityRecord> {
-        let chars: Vec<char> = text.chars().collect();
+        let mut chars = CharSlicer::new(text);
         spans
             .iter()
             .map(|s| EntityRecord {
                 start: s.start,
                 end: s.end,
-                text: chars[s.start..s.end].iter().collect(),
+                text: chars.slice(s.start, s.end).to_string(),
                 label: s.label.clone(),
                 score: s.score,
                 evidence: s.evidence.clone(),
@@ -110,5 +149,149 @@ impl<'a> Annotator<'a> {
                 })
             })
             .collect()
+    }
+
+    /// The spans of one text of any length, in order, each passed to `emit` as soon as its
+    /// piece is done. A text longer than [`PIECE_BYTES`] is annotated piece by piece (see
+    /// [`pieces`]), so memory is bounded by a piece rather than the text: span `start`/`end`
+    /// are code points into the whole text, while `sentence` and `word_*` count within the
+    /// piece. A span that crosses a piece boundary is cut there, which is why pieces end at
+    /// line breaks or sentence ends where they can. A shorter text gets exactly what
+    /// [`Annotator::annotate`] gives it.
+    pub fn annotate_long<E: From<Error>>(
+        &self,
+        id: &str,
+        text: &str,
+        mut emit: impl FnMut(Span) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        // Code points of text[..at], advanced piece by piece (contexts never move back).
+        let (mut at, mut chars_before) = (0, 0);
+        for piece in pieces(text, PIECE_BYTES, CONTEXT_BYTES) {
+            chars_before += text[at..piece.context].chars().count();
+            at = piece.context;
+            let own_from = text[piece.context..piece.start].chars().count();
+            let document =
+                Document::from_text(id.to_string(), text[piece.context..piece.end].to_string());
+            let spans = self.annotate(std::slice::from_ref(&document))?;
+            for mut span in spans.into_iter().flatten() {
+                if span.start < own_from {
+                    continue; // found in the context, so by the piece before
+                }
+                span.start += chars_before;
+                span.end += chars_before;
+                emit(span)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Texts longer than this many bytes are annotated piece by piece by
+/// [`Annotator::annotate_long`], so memory does not grow with the text (~8k tokens a piece).
+pub const PIECE_BYTES: usize = 32 * 1024;
+/// Text before each piece that the model reads as left context (~500 tokens, more than the
+/// model's window overlap), so no token loses context at a piece boundary.
+const CONTEXT_BYTES: usize = 2 * 1024;
+
+/// One piece of a long text: the model reads `text[context..end]` and spans starting in
+/// `text[start..end]` are kept. All three are byte offsets on char boundaries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Piece {
+    pub context: usize,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Cuts `text` into consecutive pieces of at most `piece_bytes` (when a cut can be found:
+/// a line break, else a sentence end, else a space in the second half of the piece, else
+/// the nearest char boundary), each with up to `context_bytes` of the text before it as
+/// context, starting after a space. The `start..end` ranges tile the text.
+pub fn pieces(text: &str, piece_bytes: usize, context_bytes: usize) -> Vec<Piece> {
+    let piece_bytes = piece_bytes.max(8);
+    let mut out: Vec<Piece> = Vec::new();
+    let mut start = 0;
+    while start < text.len() {
+        let end = if text.len() - start <= piece_bytes {
+            text.len()
+        } else {
+            cut(text, start, start + piece_bytes)
+        };
+        let mut context = floor_char_boundary(text, start.saturating_sub(context_bytes));
+        if context < start {
+            // Begin the context at a word start, not inside a word.
+            context = text[context..start]
+                .find(char::is_whitespace)
+                .map_or(start, |i| context + i);
+        }
+        // Never before the previous piece's context, so contexts only move forward.
+        context = context.max(out.last().map_or(0, |p| p.context));
+        out.push(Piece {
+            context,
+            start,
+            end,
+        });
+        start = end;
+    }
+    out
+}
+
+/// Where to end a piece that may reach `limit`: just after the last line break, sentence end
+/// or space in `text[start + half..limit]`, else at `limit` (on a char boundary).
+fn cut(text: &str, start: usize, limit: usize) -> usize {
+    let limit = floor_char_boundary(text, limit);
+    let half = ceil_char_boundary(text, start + (limit - start) / 2);
+    let window = &text[half..limit];
+    let after = |i: Option<usize>, len: usize| i.map(|i| half + i + len);
+    after(window.rfind('\n'), 1)
+        .or_else(|| after(window.rfind(". "), 2))
+        .or_else(|| after(window.rfind(char::is_whitespace), 1))
+        .map(|i| ceil_char_boundary(text, i))
+        .filter(|&i| i > start && i <= limit)
+        .unwrap_or(if limit > start {
+            limit
+        } else {
+            ceil_char_boundary(text, start + 1)
+        })
+}
+
+fn floor_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i -= 1;
+    }
+    i
+}
+
+fn ceil_char_boundary(text: &str, mut i: usize) -> usize {
+    i = i.min(text.len());
+    while !text.is_char_boundary(i) {
+        i += 1;
+    }
+    i
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fuzzing::check_pieces;
+
+    #[test]
+    fn pieces_end_at_line_breaks_then_sentences_then_spaces() {
+        let text = "Alpha beta.\nGamma delta. Epsilon zeta eta theta iota kappa";
+        let p = pieces(text, 20, 6);
+        assert_eq!(&text[p[0].start..p[0].end], "Alpha beta.\n");
+        assert_eq!(&text[p[1].start..p[1].end], "Gamma delta. ");
+        // Context starts after a space: whole words only.
+        assert_eq!(&text[p[1].context..p[1].start], "\n");
+        for (piece, context) in [(8, 0), (20, 6), (64, 16), (1000, 100)] {
+            check_pieces(text, piece, context);
+            check_pieces(
+                "ééééééééééééééééééééé 日本語日本語日本語日本語",
+                piece,
+                context,
+            );
+            check_pieces(&"x".repeat(100), piece, context);
+        }
+        assert!(pieces("", 10, 2).is_empty());
     }
 }

@@ -38,6 +38,7 @@ pub mod contexts;
 pub mod corpus;
 pub mod decode;
 pub mod eval;
+pub mod fuzzing;
 pub mod label_free;
 pub mod lexicon;
 pub mod perturb;
@@ -52,7 +53,7 @@ pub mod tune;
 mod weights;
 
 pub use align::{Alignment, WordPooling};
-pub use annotate::{Annotation, Annotator, EntityRecord};
+pub use annotate::{pieces, Annotation, Annotator, CharSlicer, EntityRecord, Piece, PIECE_BYTES};
 pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
 pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
 pub use contexts::{set_contexts_json, top_contexts, FeatureContext};

@@ -22,6 +22,7 @@
 //! ```
 
 pub mod format;
+pub mod fuzzing;
 mod linalg;
 pub mod npy;
 mod sae;

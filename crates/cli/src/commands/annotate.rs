@@ -1,10 +1,14 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{Annotator, ConllOptions, Corpus, Document, EntityRecord, Span};
+use saener_ner::{
+    Annotator, CharSlicer, ConllOptions, Corpus, Document, EntityRecord, Span, PIECE_BYTES,
+};
 use serde_json::{json, Value};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
-use crate::commands::io::{for_each_json_line, Record};
+use crate::commands::io::{Lines, Record};
 use crate::commands::stack::{load_profile, DecodeOverrides, Stack, StackArgs};
 
 #[derive(clap::Args)]
@@ -15,9 +19,17 @@ one line per input record in input order: {\"id\",\"entities\":[{\"start\",\"end
 \"label\",\"score\",\"evidence\":[{\"feature\",\"activation\",\"precision\"}]}]}, offsets in \
 Unicode code points into the record's text; a record that fails gets {\"id\",\"error\"} \
 instead. --format conll writes one word per line with its predicted IOB2 tag (a failing \
-record becomes a line '# error <id>: <message>').\n\nExamples:\n  \
+record becomes a line '# error <id>: <message>').\n\n\
+Large jobs: JSONL and text input are streamed, --chunk records at a time; after each chunk the \
+output is flushed and synced to disk, so --resume after a crash (even kill -9) finishes the \
+file exactly as an uninterrupted run would. --shard i/n annotates only records i, i+n, \
+i+2n, … (0-based, blank lines not counted), each line prefixed with {\"index\",\"shard\"}; \
+`saener merge` puts the shards back in input order. A text longer than 32 KiB is read by \
+the model in pieces, so memory does not grow with its length.\n\nExamples:\n  \
 echo '{\"id\":\"a\",\"text\":\"Angela Merkel visited Paris.\"}' | saener annotate --profile conll2003\n  \
-saener annotate --profile ncbi_disease --input abstracts.txt --output entities.jsonl"
+saener annotate --profile ncbi_disease --input abstracts.txt --output entities.jsonl\n  \
+saener annotate --profile conll2003 --input big.jsonl --output part-3.jsonl --shard 3/8 --resume\n  \
+saener merge --output all.jsonl part-*.jsonl"
 )]
 pub struct Args {
     /// Profile: a path, or the name of a shipped one (conll2003, ncbi_disease, bc5cdr).
@@ -36,10 +48,18 @@ pub struct Args {
     /// Output format.
     #[arg(long, value_enum, default_value_t = OutputFormat::Jsonl)]
     format: OutputFormat,
-    /// Keep the records already in --output (JSONL) and annotate only the rest.
+    /// Keep the records already in --output (JSONL) and annotate only the rest; the kept
+    /// records' ids must match the input's.
     #[arg(long, requires = "output")]
     resume: bool,
-    /// Records per model call (the model batches them by length).
+    /// Annotate only shard i of n (0-based): the records whose index modulo n is i.
+    #[arg(long, value_parser = parse_shard, value_name = "I/N")]
+    shard: Option<Shard>,
+    /// Replace invalid UTF-8 in the input with U+FFFD instead of failing that record.
+    #[arg(long)]
+    lossy: bool,
+    /// Records per model call (the model batches them by length) and between syncs of the
+    /// output to disk.
     #[arg(long, default_value_t = 64)]
     chunk: usize,
     #[command(flatten)]
@@ -64,125 +84,418 @@ enum OutputFormat {
     Pretty,
 }
 
-/// One input record: its id and document, or why it could not be read.
+/// `--shard i/n`: records whose 0-based index is `i` modulo `n`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Shard {
+    pub index: usize,
+    pub count: usize,
+}
+
+impl std::fmt::Display for Shard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.index, self.count)
+    }
+}
+
+pub fn parse_shard(s: &str) -> std::result::Result<Shard, String> {
+    let parsed = s
+        .split_once('/')
+        .and_then(|(i, n)| Some((i.parse().ok()?, n.parse().ok()?)));
+    match parsed {
+        Some((index, count)) if index < count => Ok(Shard { index, count }),
+        _ => Err(format!(
+            "expected i/n with 0 <= i < n (e.g. 0/4 … 3/4), found {s:?}"
+        )),
+    }
+}
+
+/// The prefix that marks a line of a sharded output: `{"index":N,"shard":"i/n",`; the rest
+/// of the line is the record exactly as an unsharded run writes it, minus its `{`.
+pub fn shard_prefix(index: usize, shard: Shard) -> String {
+    format!("{{\"index\":{index},\"shard\":\"{shard}\",")
+}
+
+/// What the model reads for one record.
+enum Source {
+    /// JSONL or plain text: words are found when its chunk is annotated.
+    Text(String),
+    /// A CoNLL document, its words given.
+    Document(Document),
+}
+
+/// One input record: its 0-based index among records, id, source or why it could not be
+/// read, and the input byte offset just after it (for progress).
 struct Item {
+    index: usize,
     id: String,
-    document: std::result::Result<Document, String>,
+    source: std::result::Result<Source, String>,
+    end: u64,
+}
+
+impl Item {
+    fn text(&self) -> &str {
+        match &self.source {
+            Ok(Source::Text(text)) => text,
+            Ok(Source::Document(d)) => &d.text,
+            Err(_) => "",
+        }
+    }
 }
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
     let params = args.decoding.apply(profile.decoding);
+    anyhow::ensure!(
+        args.format == OutputFormat::Jsonl || !(args.resume || args.shard.is_some()),
+        "--resume and --shard need --format jsonl"
+    );
 
-    let (name, mut input): (String, Box<dyn BufRead>) = match &args.input {
-        Some(path) => (
-            path.display().to_string(),
-            Box::new(BufReader::new(
-                std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?,
-            )),
+    let (name, mut input, total): (String, Box<dyn BufRead>, Option<u64>) = match &args.input {
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            let len = file.metadata().ok().map(|m| m.len());
+            (
+                path.display().to_string(),
+                Box::new(BufReader::new(file)),
+                len,
+            )
+        }
+        None => (
+            "stdin".into(),
+            Box::new(BufReader::new(std::io::stdin())),
+            None,
         ),
-        None => ("stdin".into(), Box::new(BufReader::new(std::io::stdin()))),
     };
     let format = match args.input_format {
         InputFormat::Auto => detect(&args.input, &mut input)?,
         other => other,
     };
-    let items = read_items(format, &name, input)?;
+    let mut reader = Reader::new(format, &name, input, args.lossy, args.shard)?;
 
-    let skip = match (&args.output, args.resume) {
-        (Some(path), true) if path.exists() => {
-            anyhow::ensure!(
-                args.format == OutputFormat::Jsonl,
-                "--resume needs --format jsonl"
-            );
-            // Keep the leading complete records; a torn last line is dropped and redone.
-            let kept: Vec<String> = BufReader::new(std::fs::File::open(path)?)
-                .lines()
-                .map_while(std::result::Result::ok)
-                .take_while(|l| serde_json::from_str::<Value>(l).is_ok())
-                .collect();
-            let done = kept.len();
-            std::fs::write(
-                path,
-                kept.iter().map(|l| format!("{l}\n")).collect::<String>(),
-            )?;
-            done.min(items.len())
+    // Resuming: verify and skip the records already written, drop a torn last line.
+    let mut resumed_at = 0;
+    let mut kept = 0;
+    if let (Some(path), true) = (&args.output, args.resume) {
+        if path.exists() {
+            let (len, count) = complete_prefix(path)?;
+            resumed_at = skip_kept(path, count, &mut reader, args.shard)?;
+            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            file.set_len(len)
+                .and_then(|()| file.sync_all())
+                .with_context(|| {
+                    format!("truncating {} to its complete records", path.display())
+                })?;
+            kept = count;
         }
-        _ => 0,
-    };
-    let mut output: Box<dyn Write> = match &args.output {
-        Some(path) => Box::new(std::io::BufWriter::new(
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(skip > 0)
-                .write(true)
-                .truncate(skip == 0)
-                .open(path)
-                .with_context(|| format!("creating {}", path.display()))?,
-        )),
-        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
-    };
+    }
+    let mut sink = Sink::open(args.output.as_deref(), kept > 0)?;
 
     let stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let annotator = Annotator::new(stack.encoder().extractor, &stack.sae, &profile, params)?;
-    if skip > 0 {
-        eprintln!("saener: resuming after {skip} records already in the output");
+    if kept > 0 {
+        eprintln!("saener: resuming after {kept} records already in the output");
     }
-    for chunk in items[skip..].chunks(args.chunk.max(1)) {
-        for (item, result) in chunk.iter().zip(annotate_chunk(&annotator, chunk)) {
-            let line = match (args.format, result) {
-                (OutputFormat::Jsonl, Ok(spans)) => jsonl_record(&item.id, item.text(), &spans),
-                (OutputFormat::Jsonl, Err(e)) => json!({"id": item.id, "error": e}).to_string(),
-                (OutputFormat::Conll, Ok(spans)) => {
-                    let document = item.document.as_ref().expect("annotated");
-                    let predicted = saener_ner::predicted_document(document, &spans);
-                    Corpus {
-                        documents: vec![predicted],
-                        annotated: true,
-                        separator: Default::default(),
-                    }
-                    .to_conll()
-                }
-                (OutputFormat::Conll, Err(e)) => format!("# error {}: {e}\n", item.id),
-                (OutputFormat::Pretty, Ok(spans)) => pretty_record(&item.id, item.text(), &spans),
-                (OutputFormat::Pretty, Err(e)) => format!("{}: error: {e}", item.id),
-            };
-            writeln!(output, "{}", line.trim_end_matches('\n'))?;
-            if args.format != OutputFormat::Jsonl {
-                writeln!(output)?;
+    let bar = progress_bar(total);
+    bar.set_position(resumed_at);
+    bar.reset_eta();
+    let started = Instant::now();
+    let mut done = 0usize;
+    // Long texts go in pieces (bounded memory) except for CoNLL output, which needs the
+    // whole document's words.
+    let pieces = args.format != OutputFormat::Conll;
+    loop {
+        let mut chunk = Vec::new();
+        while chunk.len() < args.chunk.max(1) {
+            match reader.next_item()? {
+                Some(item) => chunk.push(item),
+                None => break,
             }
         }
-        output.flush()?;
+        let Some(last) = chunk.last() else { break };
+        let end = last.end;
+        for (item, result) in chunk.iter().zip(annotate_chunk(&annotator, &chunk, pieces)) {
+            let line = render(args.format, item, result);
+            match args.shard {
+                Some(shard) => {
+                    let rest = line.strip_prefix('{').expect("a JSON object");
+                    writeln!(sink.out, "{}{rest}", shard_prefix(item.index, shard))?
+                }
+                None => writeln!(sink.out, "{}", line.trim_end_matches('\n'))?,
+            }
+            if args.format != OutputFormat::Jsonl {
+                writeln!(sink.out)?;
+            }
+        }
+        sink.commit()?;
+        done += chunk.len();
+        bar.set_position(end);
+        bar.set_message(format!(
+            "{} records, {:.1} records/s",
+            kept + done,
+            done as f64 / started.elapsed().as_secs_f64().max(1e-9)
+        ));
     }
+    bar.finish_and_clear();
     Ok(())
 }
 
-impl Item {
-    fn text(&self) -> &str {
-        self.document.as_ref().map_or("", |d| d.text.as_str())
+/// Where the records go: a file (synced to disk after every chunk) or stdout.
+struct Sink {
+    out: Box<dyn Write>,
+    file: Option<File>,
+}
+
+impl Sink {
+    fn open(path: Option<&Path>, append: bool) -> Result<Sink> {
+        let Some(path) = path else {
+            return Ok(Sink {
+                out: Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                file: None,
+            });
+        };
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(append)
+            .write(true)
+            .truncate(!append)
+            .open(path)
+            .with_context(|| format!("creating {}", path.display()))?;
+        Ok(Sink {
+            out: Box::new(std::io::BufWriter::new(file.try_clone()?)),
+            file: Some(file),
+        })
+    }
+
+    /// Makes everything written so far durable: a crash after this loses none of it.
+    fn commit(&mut self) -> Result<()> {
+        self.out.flush()?;
+        if let Some(file) = &self.file {
+            file.sync_data().context("syncing the output to disk")?;
+        }
+        Ok(())
+    }
+}
+
+/// Bytes and number of the complete records at the head of an interrupted output. Only the
+/// last line may be torn (no line break, or not JSON), as a kill leaves it; a bad line
+/// before others is an error, since cutting there would throw records away.
+fn complete_prefix(path: &Path) -> Result<(u64, usize)> {
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut input = BufReader::new(file);
+    let (mut len, mut count) = (0u64, 0usize);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        let n = input
+            .read_until(b'\n', &mut buf)
+            .with_context(|| format!("reading {}", path.display()))?;
+        if n == 0 {
+            return Ok((len, count));
+        }
+        let complete = buf.ends_with(b"\n")
+            && serde_json::from_slice::<serde_json::Map<String, Value>>(&buf).is_ok();
+        if !complete {
+            let more = input.fill_buf()?.iter().any(|b| !b.is_ascii_whitespace());
+            anyhow::ensure!(
+                !more,
+                "{}: line {} is not a complete JSON record, and more lines follow it: this is \
+                 not the torn end of an interrupted run, so --resume will not truncate it",
+                path.display(),
+                count + 1
+            );
+            return Ok((len, count));
+        }
+        len += n as u64;
+        count += 1;
+    }
+}
+
+/// Reads the first `count` records of `reader` and checks each against the output's line
+/// (same id, and in a shard the same index), so that resuming with another input or shard
+/// is refused instead of silently mixing records. Returns the input offset reached.
+fn skip_kept(path: &Path, count: usize, reader: &mut Reader, shard: Option<Shard>) -> Result<u64> {
+    let mut output = BufReader::new(File::open(path)?).lines();
+    let mut end = 0;
+    for k in 1..=count {
+        let line = output.next().context("output shorter than checked")??;
+        let record: Value = serde_json::from_str(&line)?;
+        let Some(item) = reader.next_item()? else {
+            anyhow::bail!(
+                "{}: has {count} records but the input has only {} (in this shard): the \
+                 output belongs to another input",
+                path.display(),
+                k - 1
+            );
+        };
+        let id_matches = record.get("id") == Some(&Value::String(item.id.clone()));
+        let index_matches = shard
+            .is_none_or(|_| record.get("index").and_then(Value::as_u64) == Some(item.index as u64));
+        anyhow::ensure!(
+            id_matches && index_matches,
+            "{}: line {k} is record {} (id {}), but input record {} has id {:?}: the output \
+             belongs to another input or shard; refusing to resume",
+            path.display(),
+            record.get("index").map_or("?".into(), Value::to_string),
+            record.get("id").map_or("?".into(), Value::to_string),
+            item.index,
+            item.id
+        );
+        end = item.end;
+    }
+    Ok(end)
+}
+
+fn progress_bar(total: Option<u64>) -> indicatif::ProgressBar {
+    let (bar, template) = match total {
+        Some(total) => (
+            indicatif::ProgressBar::new(total),
+            "{elapsed_precise} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, ETA {eta}) {msg}",
+        ),
+        None => (
+            indicatif::ProgressBar::no_length(),
+            "{elapsed_precise} {bytes} read ({bytes_per_sec}) {msg}",
+        ),
+    };
+    bar.set_style(indicatif::ProgressStyle::with_template(template).expect("valid template"));
+    bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+    bar
+}
+
+/// The records of the input, one at a time: JSONL and text are streamed line by line; a
+/// CoNLL file is parsed whole (documents need their sentence structure), then handed out.
+struct Reader {
+    format: InputFormat,
+    name: String,
+    lossy: bool,
+    shard: Option<Shard>,
+    lines: Lines<Box<dyn BufRead>>,
+    conll: std::vec::IntoIter<(Document, u64)>,
+    index: usize,
+}
+
+impl Reader {
+    fn new(
+        format: InputFormat,
+        name: &str,
+        mut input: Box<dyn BufRead>,
+        lossy: bool,
+        shard: Option<Shard>,
+    ) -> Result<Reader> {
+        let mut conll = Vec::new();
+        if format == InputFormat::Conll {
+            let mut bytes = Vec::new();
+            input
+                .read_to_end(&mut bytes)
+                .with_context(|| format!("reading {name}"))?;
+            let len = bytes.len() as u64;
+            if lossy {
+                bytes = String::from_utf8_lossy(&bytes).into_owned().into_bytes();
+            }
+            let loaded = saener_ner::parse_conll(&bytes, name, &ConllOptions::default())?;
+            let n = loaded.corpus.documents.len() as u64;
+            conll = (loaded.corpus.documents.into_iter().zip(1..))
+                .map(|(document, k)| (document, len * k / n.max(1)))
+                .collect();
+        }
+        Ok(Reader {
+            format,
+            name: name.to_string(),
+            lossy,
+            shard,
+            lines: Lines::new(input, name),
+            conll: conll.into_iter(),
+            index: 0,
+        })
+    }
+
+    /// The next record of this shard, `None` at the end of the input.
+    fn next_item(&mut self) -> Result<Option<Item>> {
+        loop {
+            let index = self.index;
+            let item = match self.format {
+                InputFormat::Conll => match self.conll.next() {
+                    Some((document, end)) => Item {
+                        index,
+                        id: document.id.clone(),
+                        source: Ok(Source::Document(document)),
+                        end,
+                    },
+                    None => return Ok(None),
+                },
+                InputFormat::Jsonl => {
+                    let Some(raw) = self.lines.next_line()? else {
+                        return Ok(None);
+                    };
+                    let record = Record::parse(&raw, &self.name, self.lossy);
+                    Item {
+                        index,
+                        id: record.id(),
+                        source: record.text().map(|t| Source::Text(t.to_string())),
+                        end: raw.end,
+                    }
+                }
+                InputFormat::Text => {
+                    let Some(raw) = self.lines.next_line()? else {
+                        return Ok(None);
+                    };
+                    Item {
+                        index,
+                        id: raw.line.to_string(),
+                        source: raw.text(&self.name, self.lossy).map(Source::Text),
+                        end: raw.end,
+                    }
+                }
+                InputFormat::Auto => unreachable!("resolved by detect"),
+            };
+            self.index += 1;
+            if self.shard.is_none_or(|s| index % s.count == s.index) {
+                return Ok(Some(item));
+            }
+        }
     }
 }
 
 /// Spans per item of `chunk`: annotated together, and one by one if that fails, so one bad
-/// record costs only its own result.
+/// record costs only its own result. With `pieces`, a text longer than [`PIECE_BYTES`] is
+/// annotated alone, piece by piece.
 fn annotate_chunk(
     annotator: &Annotator<'_>,
     chunk: &[Item],
+    pieces: bool,
 ) -> Vec<std::result::Result<Vec<Span>, String>> {
+    let long = |item: &Item| {
+        pieces && matches!(&item.source, Ok(Source::Text(t)) if t.len() > PIECE_BYTES)
+    };
+    let document = |item: &Item| match &item.source {
+        Ok(Source::Text(text)) => Some(Document::from_text(item.id.clone(), text.clone())),
+        Ok(Source::Document(document)) => Some(document.clone()),
+        Err(_) => None,
+    };
     let documents: Vec<Document> = chunk
         .iter()
-        .filter_map(|i| i.document.as_ref().ok().cloned())
+        .filter(|item| !long(item))
+        .filter_map(document)
         .collect();
     let mut together = annotator.annotate(&documents).ok().map(Vec::into_iter);
     chunk
         .iter()
         .map(|item| {
-            let document = item.document.as_ref().map_err(Clone::clone)?;
+            item.source.as_ref().map_err(Clone::clone)?;
+            if long(item) {
+                let mut spans = Vec::new();
+                annotator
+                    .annotate_long(&item.id, item.text(), |span| {
+                        spans.push(span);
+                        Ok::<_, saener_ner::Error>(())
+                    })
+                    .map_err(|e| e.to_string())?;
+                return Ok(spans);
+            }
             match together.as_mut() {
                 Some(spans) => Ok(spans.next().expect("one result per document")),
                 None => annotator
-                    .annotate(std::slice::from_ref(document))
+                    .annotate(std::slice::from_ref(&document(item).expect("readable")))
                     .map(|mut v| v.remove(0))
                     .map_err(|e| e.to_string()),
             }
@@ -190,12 +503,40 @@ fn annotate_chunk(
         .collect()
 }
 
+/// One record in the output format (JSONL: one line, no line break).
+fn render(
+    format: OutputFormat,
+    item: &Item,
+    result: std::result::Result<Vec<Span>, String>,
+) -> String {
+    match (format, result) {
+        (OutputFormat::Jsonl, Ok(spans)) => jsonl_record(&item.id, item.text(), &spans),
+        (OutputFormat::Jsonl, Err(e)) => json!({"id": item.id, "error": e}).to_string(),
+        (OutputFormat::Conll, Ok(spans)) => {
+            let document = match &item.source {
+                Ok(Source::Document(d)) => d.clone(),
+                _ => Document::from_text(item.id.clone(), item.text().to_string()),
+            };
+            let predicted = saener_ner::predicted_document(&document, &spans);
+            Corpus {
+                documents: vec![predicted],
+                annotated: true,
+                separator: Default::default(),
+            }
+            .to_conll()
+        }
+        (OutputFormat::Conll, Err(e)) => format!("# error {}: {e}\n", item.id),
+        (OutputFormat::Pretty, Ok(spans)) => pretty_record(&item.id, item.text(), &spans),
+        (OutputFormat::Pretty, Err(e)) => format!("{}: error: {e}", item.id),
+    }
+}
+
 fn jsonl_record(id: &str, text: &str, spans: &[Span]) -> String {
     json!({"id": id, "entities": EntityRecord::all(text, spans)}).to_string()
 }
 
 fn pretty_record(id: &str, text: &str, spans: &[Span]) -> String {
-    let chars: Vec<char> = text.chars().collect();
+    let mut chars = CharSlicer::new(text);
     let mut out = format!("{id}: {text}\n");
     if spans.is_empty() {
         out += "  (no entities)\n";
@@ -212,7 +553,7 @@ fn pretty_record(id: &str, text: &str, spans: &[Span]) -> String {
             s.label,
             s.start,
             s.end,
-            format!("{:?}", chars[s.start..s.end].iter().collect::<String>()),
+            format!("{:?}", chars.slice(s.start, s.end)),
             s.score,
             evidence.join(", ")
         );
@@ -247,43 +588,4 @@ fn detect(path: &Option<PathBuf>, input: &mut Box<dyn BufRead>) -> Result<InputF
             }
         }
     }
-}
-
-fn read_items(format: InputFormat, name: &str, mut input: Box<dyn BufRead>) -> Result<Vec<Item>> {
-    let mut items = Vec::new();
-    match format {
-        InputFormat::Jsonl => for_each_json_line(input, name, |record: Record| {
-            let id = record.id();
-            let document = record
-                .text()
-                .map(|text| Document::from_text(id.clone(), text.to_string()));
-            items.push(Item { id, document });
-            Ok(())
-        })?,
-        InputFormat::Text => {
-            for (i, line) in input.lines().enumerate() {
-                let id = (i + 1).to_string();
-                let document = line
-                    .map(|text| Document::from_text(id.clone(), text))
-                    .map_err(|e| format!("{name}: line {}: {e}", i + 1));
-                if document.as_ref().is_ok_and(|d| d.text.trim().is_empty()) {
-                    continue;
-                }
-                items.push(Item { id, document });
-            }
-        }
-        InputFormat::Conll => {
-            let mut bytes = Vec::new();
-            input.read_to_end(&mut bytes)?;
-            let loaded = saener_ner::parse_conll(&bytes, name, &ConllOptions::default())?;
-            for document in loaded.corpus.documents {
-                items.push(Item {
-                    id: document.id.clone(),
-                    document: Ok(document),
-                });
-            }
-        }
-        InputFormat::Auto => unreachable!("resolved by detect"),
-    }
-    Ok(items)
 }

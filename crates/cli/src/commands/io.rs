@@ -31,6 +31,8 @@ pub fn sae_path(sae: Option<PathBuf>) -> PathBuf {
 
 /// One JSONL input line: its 1-based line number and parsed value, or why it failed.
 pub struct Record {
+    /// The input's name, for errors.
+    pub file: String,
     pub line: usize,
     pub value: std::result::Result<serde_json::Value, String>,
 }
@@ -48,10 +50,129 @@ impl Record {
     /// The record's `text` field, or an error naming the line and what was expected.
     pub fn text(&self) -> std::result::Result<&str, String> {
         let value = self.value.as_ref().map_err(Clone::clone)?;
+        if !value.is_object() {
+            return Err(format!(
+                "{}: line {}: expected a JSON object with a 'text' field, found {}",
+                self.file,
+                self.line,
+                json_type(value)
+            ));
+        }
         match value.get("text") {
             Some(serde_json::Value::String(text)) => Ok(text),
-            Some(_) => Err(format!("line {}: field 'text' must be a string", self.line)),
-            None => Err(format!("line {}: missing field 'text'", self.line)),
+            Some(_) => Err(format!(
+                "{}: line {}: field 'text': expected a string, found {}",
+                self.file,
+                self.line,
+                json_type(&value["text"])
+            )),
+            None => Err(format!(
+                "{}: line {}: missing field 'text' (expected a string)",
+                self.file, self.line
+            )),
+        }
+    }
+}
+
+/// The JSON type of `value`, for "expected …, found …" errors.
+fn json_type(value: &serde_json::Value) -> &'static str {
+    match value {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
+}
+
+/// A non-blank input line: its 1-based number, byte range in the input, and bytes (without
+/// the line break).
+pub struct RawLine {
+    pub line: usize,
+    pub start: u64,
+    pub end: u64,
+    pub bytes: Vec<u8>,
+}
+
+impl RawLine {
+    /// The line as text, or (unless `lossy`, which replaces invalid sequences with U+FFFD)
+    /// an error naming the input, line and byte offset of the first invalid byte.
+    pub fn text(&self, name: &str, lossy: bool) -> std::result::Result<String, String> {
+        match std::str::from_utf8(&self.bytes) {
+            Ok(text) => Ok(text.to_string()),
+            Err(_) if lossy => Ok(String::from_utf8_lossy(&self.bytes).into_owned()),
+            Err(e) => Err(format!(
+                "{name}: line {}: invalid UTF-8 at byte offset {} (--lossy replaces it)",
+                self.line,
+                self.start + e.valid_up_to() as u64
+            )),
+        }
+    }
+}
+
+/// The non-blank lines of an input, one at a time (memory is one line, however long the
+/// input). Blank lines (only ASCII whitespace) are skipped but counted.
+pub struct Lines<R> {
+    input: R,
+    name: String,
+    line: usize,
+    offset: u64,
+}
+
+impl<R: BufRead> Lines<R> {
+    pub fn new(input: R, name: &str) -> Self {
+        Lines {
+            input,
+            name: name.to_string(),
+            line: 0,
+            offset: 0,
+        }
+    }
+
+    /// The next non-blank line, `None` at the end; an I/O error names the input.
+    pub fn next_line(&mut self) -> Result<Option<RawLine>> {
+        loop {
+            let mut buf = Vec::new();
+            let n = self
+                .input
+                .read_until(b'\n', &mut buf)
+                .with_context(|| format!("reading {}", self.name))?;
+            if n == 0 {
+                return Ok(None);
+            }
+            self.line += 1;
+            let start = self.offset;
+            self.offset += n as u64;
+            if buf.ends_with(b"\n") {
+                buf.pop();
+                if buf.ends_with(b"\r") {
+                    buf.pop();
+                }
+            }
+            if !buf.iter().all(u8::is_ascii_whitespace) {
+                return Ok(Some(RawLine {
+                    line: self.line,
+                    start,
+                    end: self.offset,
+                    bytes: buf,
+                }));
+            }
+        }
+    }
+}
+
+impl Record {
+    /// Parses one JSONL line; invalid UTF-8 (unless `lossy`) or JSON is kept as the error.
+    pub fn parse(raw: &RawLine, name: &str, lossy: bool) -> Record {
+        let value = raw.text(name, lossy).and_then(|text| {
+            serde_json::from_str(&text)
+                .map_err(|e| format!("{name}: line {}: invalid JSON: {e}", raw.line))
+        });
+        Record {
+            file: name.to_string(),
+            line: raw.line,
+            value,
         }
     }
 }
@@ -60,39 +181,15 @@ impl Record {
 /// is not valid UTF-8 or not JSON still reaches `f`, as an error, so outputs stay aligned
 /// one-to-one with inputs.
 pub fn for_each_json_line(
-    mut input: impl BufRead,
+    input: impl BufRead,
     name: &str,
     mut f: impl FnMut(Record) -> Result<()>,
 ) -> Result<()> {
-    let mut buf = Vec::new();
-    let mut line = 0;
-    let mut offset = 0usize;
-    loop {
-        buf.clear();
-        let n = input
-            .read_until(b'\n', &mut buf)
-            .with_context(|| format!("reading {name}"))?;
-        if n == 0 {
-            return Ok(());
-        }
-        line += 1;
-        let start = offset;
-        offset += n;
-        let bytes = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let bytes = bytes.strip_suffix(b"\r").unwrap_or(bytes);
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let value = match std::str::from_utf8(bytes) {
-            Err(e) => Err(format!(
-                "{name}: line {line}: invalid UTF-8 at byte offset {}",
-                start + e.valid_up_to()
-            )),
-            Ok(text) => serde_json::from_str(text)
-                .map_err(|e| format!("{name}: line {line}: invalid JSON: {e}")),
-        };
-        f(Record { line, value })?;
+    let mut lines = Lines::new(input, name);
+    while let Some(raw) = lines.next_line()? {
+        f(Record::parse(&raw, name, false))?;
     }
+    Ok(())
 }
 
 /// Documents of a text file: the "text" field of each line of a `.jsonl` file, else each
@@ -104,7 +201,7 @@ pub fn read_documents(path: &std::path::Path) -> Result<Vec<String>> {
     let mut documents = Vec::new();
     if path.extension().is_some_and(|e| e == "jsonl") {
         for_each_json_line(reader, &name, |record| {
-            let text = record.text().map_err(|e| anyhow::anyhow!("{name}: {e}"))?;
+            let text = record.text().map_err(anyhow::Error::msg)?;
             documents.push(text.to_string());
             Ok(())
         })?;

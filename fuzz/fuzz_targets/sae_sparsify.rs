@@ -1,0 +1,5 @@
+#![no_main]
+//! The Sparsify SAE reader on arbitrary files (see `saener_sae::fuzzing::load`).
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    let _ = saener_sae::fuzzing::load(saener_sae::Format::Sparsify, data);
+});
