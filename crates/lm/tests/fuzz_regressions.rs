@@ -2,23 +2,10 @@
 //! replayed through the same entry functions (`saener_lm::fuzzing`), so fixed bugs stay
 //! fixed without cargo-fuzz. The tokenizer needs the real model (fetched on first use).
 
-/// The seeds and regression inputs of fuzz target `target`: every file in
-/// `fuzz/seeds/<target>/` and `fuzz/regressions/<target>/`, with its path.
-fn fuzz_inputs(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut inputs = Vec::new();
-    for folder in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(folder).join(target)) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            inputs.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    inputs.sort();
-    inputs
-}
+#[path = "../../../fuzz/inputs.rs"]
+mod inputs;
+
+use inputs::fuzz_inputs;
 
 #[test]
 fn gguf_inputs_never_panic() {

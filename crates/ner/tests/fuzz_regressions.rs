@@ -4,23 +4,10 @@
 
 use saener_ner::{Decoder, Profile};
 
-/// The seeds and regression inputs of fuzz target `target`: every file in
-/// `fuzz/seeds/<target>/` and `fuzz/regressions/<target>/`, with its path.
-fn fuzz_inputs(target: &str) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let fuzz = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz");
-    let mut inputs = Vec::new();
-    for folder in ["seeds", "regressions"] {
-        let Ok(entries) = std::fs::read_dir(fuzz.join(folder).join(target)) else {
-            continue;
-        };
-        for entry in entries {
-            let path = entry.unwrap().path();
-            inputs.push((path.clone(), std::fs::read(&path).unwrap()));
-        }
-    }
-    inputs.sort();
-    inputs
-}
+#[path = "../../../fuzz/inputs.rs"]
+mod inputs;
+
+use inputs::fuzz_inputs;
 
 #[test]
 fn conll_inputs() {
