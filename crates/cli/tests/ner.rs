@@ -84,6 +84,37 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     }
     assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "dev re-read");
     let r = read_json(&report);
+
+    // Codes computed through the residual cache are the codes computed from the model:
+    // once with the residuals computed, once from the residuals alone.
+    let kept = dir.path().join("kept");
+    let eval_kept = || {
+        let out = dir.path().join("kept.json");
+        ok(saener(
+            &[
+                "eval",
+                "--profile",
+                &path(&profile),
+                "--data",
+                &path(&dev),
+                "--json",
+                &path(&out),
+                "--cache",
+                &path(&kept),
+                "--keep-residuals",
+            ],
+            "",
+        ));
+        read_json(&out)
+    };
+    assert_eq!(eval_kept()["strict"], r["strict"]);
+    let (residuals, codes): (Vec<_>, Vec<_>) = std::fs::read_dir(&kept)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .partition(|p| p.to_str().unwrap().ends_with("-residuals"));
+    assert_eq!((residuals.len(), codes.len()), (1, 1));
+    std::fs::remove_dir_all(&codes[0]).unwrap();
+    assert_eq!(eval_kept()["strict"], r["strict"]);
     for scheme in ["strict", "conlleval"] {
         for key in ["precision", "recall", "f1"] {
             let v = r[scheme]["micro"][key].as_f64().unwrap();

@@ -10,7 +10,10 @@
 //! interrupted run resumes where it stopped (a torn last record is cut off).
 //!
 //! Dense residuals at each word's last token (for probes, [`CodeEncoder::word_residuals`])
-//! are cached the same way in a `-dense` folder, as bf16.
+//! are cached the same way in a `-dense` folder, as bf16. On request, every token's residual
+//! is cached too, in f32 (so codes computed from it are bit-identical to codes computed
+//! from the model) in a `-residuals` folder keyed without the SAE: codes for another SAE of
+//! the same layer then skip the model, which is what comparing SAEs on NER needs.
 //!
 //! Layout of `codes.bin`, little-endian, after an 8-byte magic: per document, in corpus
 //! order, `u32` document index, `u32` token count `n`, then `n × (u32 start, u32 end,
@@ -37,6 +40,7 @@ use crate::{Error, Result};
 const MAGIC: &[u8; 8] = b"SAENERC1";
 const CODES_FILE: &str = "codes.bin";
 const WORDS_FILE: &str = "words.bin";
+const RESIDUALS_FILE: &str = "residuals.bin";
 const KEY_FILE: &str = "key.json";
 /// Characters of text per model call between syncs (about 12k tokens, ~15 s on 2 cores).
 const CHUNK_CHARS: usize = 48_000;
@@ -162,11 +166,18 @@ impl CodeEncoder<'_> {
     }
 
     fn encode_residuals(&self, residuals: Residuals) -> Result<DocumentCodes> {
+        self.encode_rows(TokenRows {
+            offsets: residuals.encoding.offsets,
+            rows: residuals.rows,
+        })
+    }
+
+    fn encode_rows(&self, residuals: TokenRows) -> Result<DocumentCodes> {
         let d = self.sae.config().d_in;
         let mut codes = vec![SparseCode::default()];
         codes.extend(self.sae.encode_sparse(&residuals.rows[d..])?);
         Ok(DocumentCodes {
-            offsets: residuals.encoding.offsets,
+            offsets: residuals.offsets,
             codes,
         })
     }
@@ -174,17 +185,76 @@ impl CodeEncoder<'_> {
     /// Codes of every document of `corpus`, from the cache under `root` if it holds them,
     /// else computed (resuming a partial cache) and stored there. `progress(done, total)`
     /// counts documents. Without a root, nothing is read or written.
+    ///
+    /// With `keep_residuals` (and a root), codes the cache lacks are computed from the
+    /// corpus's cached residuals, which are computed and cached first if missing (progress
+    /// then counts that pass before the encoding pass).
     pub fn corpus_codes(
         &self,
         corpus: &Corpus,
         root: Option<&Path>,
+        keep_residuals: bool,
         progress: impl FnMut(usize, usize),
     ) -> Result<Vec<DocumentCodes>> {
         let key = self.key(corpus);
         let dir = root.map(|r| r.join(key.folder_name()));
-        cached(corpus, &key, dir, CODES_FILE, progress, |chunk| {
-            self.encode(chunk)
+        let progress = std::cell::RefCell::new(progress);
+        let report = |done, total| (progress.borrow_mut())(done, total);
+        // Loaded on the first chunk that needs computing, so a complete codes cache never
+        // reads the (much larger) residual cache.
+        let mut residuals: Option<Vec<Option<TokenRows>>> = None;
+        cached(corpus, &key, dir, CODES_FILE, report, |start, chunk| {
+            let Some(root) = root.filter(|_| keep_residuals) else {
+                return self.encode(chunk);
+            };
+            let rows = match &mut residuals {
+                Some(rows) => rows,
+                None => residuals.insert(
+                    self.token_residuals(corpus, root, report)?
+                        .into_iter()
+                        .map(Some)
+                        .collect(),
+                ),
+            };
+            rows[start..start + chunk.len()]
+                .iter_mut()
+                .map(|r| self.encode_rows(r.take().expect("each document is encoded once")))
+                .collect()
         })
+    }
+
+    /// Every token's residual of every document of `corpus`, cached under `root` with a key
+    /// that leaves the SAE out.
+    fn token_residuals(
+        &self,
+        corpus: &Corpus,
+        root: &Path,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<TokenRows>> {
+        let key = CacheKey {
+            sae: String::new(),
+            ..self.key(corpus)
+        };
+        let dir = root.join(format!("{}-residuals", key.folder_name()));
+        cached(
+            corpus,
+            &key,
+            Some(dir),
+            RESIDUALS_FILE,
+            progress,
+            |_, chunk| {
+                let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
+                Ok(self
+                    .extractor
+                    .run(&texts, |_| {})?
+                    .into_iter()
+                    .map(|r| TokenRows {
+                        offsets: r.encoding.offsets,
+                        rows: r.rows,
+                    })
+                    .collect())
+            },
+        )
     }
 
     /// The dense residual row of each word's last token (what a dense probe reads), per
@@ -198,7 +268,7 @@ impl CodeEncoder<'_> {
     ) -> Result<Vec<WordRows>> {
         let key = self.key(corpus);
         let dir = root.map(|r| r.join(format!("{}-dense", key.folder_name())));
-        cached(corpus, &key, dir, WORDS_FILE, progress, |chunk| {
+        cached(corpus, &key, dir, WORDS_FILE, progress, |_, chunk| {
             let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
             let residuals = self.extractor.run(&texts, |_| {})?;
             chunk
@@ -216,6 +286,14 @@ pub struct WordRows {
     pub d: usize,
     /// `[n_words, d]` row-major.
     pub rows: Vec<f32>,
+}
+
+/// One document's residual stream, every token (BOS first): its character spans and
+/// `[n_tokens, d]` row-major f32 values.
+#[derive(Debug, Clone, PartialEq)]
+struct TokenRows {
+    offsets: Vec<(usize, usize)>,
+    rows: Vec<f32>,
 }
 
 fn word_rows(document: &Document, residuals: &Residuals) -> Result<WordRows> {
@@ -277,6 +355,34 @@ impl Record for DocumentCodes {
     }
 }
 
+impl Record for TokenRows {
+    /// The token count `n`, `d`, `n × (u32 start, u32 end)`, then `n × d` f32 values.
+    fn write(&self, put: &mut dyn FnMut(u32)) {
+        let n = self.offsets.len();
+        put(n as u32);
+        put((self.rows.len() / n.max(1)) as u32);
+        for &(start, end) in &self.offsets {
+            put(start as u32);
+            put(end as u32);
+        }
+        self.rows.iter().for_each(|v| put(v.to_bits()));
+    }
+
+    fn read(reader: &mut RecordReader<'_>) -> Option<Self> {
+        let head = words(reader.u32s(2)?);
+        let (n, d) = (head[0] as usize, head[1] as usize);
+        let offsets = words(reader.u32s(n.checked_mul(2)?)?)
+            .chunks_exact(2)
+            .map(|s| (s[0] as usize, s[1] as usize))
+            .collect();
+        let rows = words(reader.u32s(n.checked_mul(d)?)?)
+            .into_iter()
+            .map(f32::from_bits)
+            .collect();
+        Some(TokenRows { offsets, rows })
+    }
+}
+
 impl Record for WordRows {
     /// `d`, the word count, then bf16 values two to a word (half the size of f32; a probe
     /// loses nothing measurable to it).
@@ -306,21 +412,21 @@ impl Record for WordRows {
     }
 }
 
-/// The records of `corpus` under `dir` (computed by `compute` for what the cache lacks),
-/// or all computed in memory without a `dir`.
+/// The records of `corpus` under `dir` (computed by `compute(first document index, chunk)`
+/// for what the cache lacks), or all computed in memory without a `dir`.
 fn cached<R: Record>(
     corpus: &Corpus,
     key: &CacheKey,
     dir: Option<PathBuf>,
     file_name: &str,
     mut progress: impl FnMut(usize, usize),
-    compute: impl Fn(&[Document]) -> Result<Vec<R>>,
+    mut compute: impl FnMut(usize, &[Document]) -> Result<Vec<R>>,
 ) -> Result<Vec<R>> {
     let total = corpus.documents.len();
     let Some(dir) = dir else {
         let mut out = Vec::with_capacity(total);
         for chunk in chunks(&corpus.documents) {
-            out.extend(compute(chunk)?);
+            out.extend(compute(out.len(), chunk)?);
             progress(out.len(), total);
         }
         return Ok(out);
@@ -329,7 +435,7 @@ fn cached<R: Record>(
     let mut done = writer.documents;
     progress(done, total);
     for chunk in chunks(&corpus.documents[done..]) {
-        for record in compute(chunk)? {
+        for record in compute(done, chunk)? {
             writer.append(done, &record)?;
             done += 1;
         }
@@ -611,6 +717,29 @@ mod tests {
         for (a, b) in back[0].rows.iter().zip(&rows[0].rows) {
             assert!((a - b).abs() <= b.abs() / 128.0, "{a} vs {b}");
         }
+    }
+
+    #[test]
+    fn token_rows_round_trip_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = [
+            TokenRows {
+                offsets: vec![(0, 0), (0, 3), (3, 9)],
+                rows: vec![0.0, 1.5, -2.25, 1e-7, f32::MAX, -0.0],
+            },
+            TokenRows {
+                offsets: vec![(0, 0)],
+                rows: vec![3.0, 4.0],
+            },
+        ];
+        let mut writer =
+            CacheWriter::open::<TokenRows>(dir.path(), &key(), RESIDUALS_FILE).unwrap();
+        for (i, r) in rows.iter().enumerate() {
+            writer.append(i, r).unwrap();
+        }
+        writer.sync().unwrap();
+        let back = read_cache::<TokenRows>(&dir.path().join(RESIDUALS_FILE), 2).unwrap();
+        assert_eq!(back, rows.to_vec());
     }
 
     #[test]

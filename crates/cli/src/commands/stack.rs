@@ -49,6 +49,11 @@ pub struct CacheArgs {
     /// Neither read nor write cached codes.
     #[arg(long, conflicts_with = "cache")]
     pub no_cache: bool,
+    /// Also cache every token's residual stream (f32, about 2.5 KB a token), keyed without
+    /// the SAE, and compute codes from it: codes of the same corpus for another SAE of the
+    /// same layer then skip the language model (comparing SAEs on NER).
+    #[arg(long, conflicts_with = "no_cache")]
+    pub keep_residuals: bool,
 }
 
 impl CacheArgs {
@@ -209,11 +214,12 @@ impl Stack {
             .expect("valid template"),
         );
         let root = cache.root();
-        let codes = self
-            .encoder()
-            .corpus_codes(&corpus, root.as_deref(), |done, _| {
-                bar.set_position(done as u64)
-            })?;
+        let codes = self.encoder().corpus_codes(
+            &corpus,
+            root.as_deref(),
+            cache.keep_residuals,
+            |done, _| bar.set_position(done as u64),
+        )?;
         bar.finish_and_clear();
         Ok(EncodedCorpus::new(corpus, codes)?)
     }
