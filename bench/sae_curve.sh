@@ -11,6 +11,7 @@
 #     CORPUS  the `saener corpus build` folder (its heldout.jsonl is read)
 #     RUNS    where the SAEs and their reports go (tables to results/sae-curve/)
 #     TOKENS  training tokens of each SAE (default: 500000 1000000 2000000)
+#   CE_TOKENS (default 4096, as in the model card) sets `sae eval --ce-tokens`, its slow part.
 #
 # Codes come through the residual cache (--keep-residuals): the model runs over each
 # corpus once, and every further SAE only re-encodes (~2.5 KB of disk per token).
@@ -34,7 +35,8 @@ for t in "${TOKENS[@]}"; do
   [ -f "$run/sae-btk/config.json" ] ||
     saener sae threshold --text "$CORPUS/heldout.jsonl" --sae "$run/sae" --out "$run/sae-btk"
   [ -s "$OUT/t$t-sae-eval.json" ] ||
-    saener sae eval --text "$CORPUS/heldout.jsonl" --sae "$run/sae" >"$OUT/t$t-sae-eval.json"
+    saener sae eval --text "$CORPUS/heldout.jsonl" --sae "$run/sae" --ce-tokens "${CE_TOKENS:-4096}" \
+      >"$OUT/t$t-sae-eval.json"
   for ds in conll2003 ncbi_disease; do
     [ -f "$run/$ds.json" ] ||
       saener calibrate --sae "$run/sae-btk" --keep-residuals --data "$DATA/$ds/train.conll" \
