@@ -329,6 +329,7 @@ New B-LOC\nYork I-LOC\nis O\nbig O\n",
                 feature: 42,
                 activation: 120.0,
                 precision: 0.9,
+                log_odds: None,
             }],
         };
         // Type error on "Paris", boundary error on "York", spurious "visited"; "Angela
