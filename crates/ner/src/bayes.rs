@@ -38,6 +38,7 @@ use crate::align::Alignment;
 use crate::codes::EncodedCorpus;
 use crate::corpus::{Corpus, Document, Entity};
 use crate::eval::evaluate_corpus;
+use crate::profile::Row;
 use crate::{Error, Result};
 
 const NONE: u32 = u32::MAX;
@@ -151,6 +152,30 @@ impl NaiveBayes {
         features
     }
 
+    /// What `feature` says about each type on the word it fires on (offset 0), as a
+    /// profile row: `hits` of its `support` words were in an entity of that type, and
+    /// `precision` is their share (unsmoothed). Empty if offset 0 does not keep it.
+    pub fn type_rows(&self, feature: u32, labels: &[String]) -> Vec<Row> {
+        let own = self.offsets.iter().find(|o| o.offset == 0);
+        let Some(row) = own.and_then(|o| o.features.iter().find(|r| r.feature == feature)) else {
+            return Vec::new();
+        };
+        labels
+            .iter()
+            .enumerate()
+            .map(|(t, label)| {
+                let (hits, support) = type_share(&row.counts, t);
+                Row {
+                    feature,
+                    label: label.clone(),
+                    precision: f64::from(hits) / f64::from(support.max(1)),
+                    support,
+                    hits,
+                }
+            })
+            .collect()
+    }
+
     /// Checks what the JSON types cannot; `field` prefixes the field names in errors, as
     /// `(field, expected, found)`.
     pub(crate) fn check(
@@ -257,6 +282,12 @@ impl NaiveBayes {
         }
         Ok(())
     }
+}
+
+/// Of the words a feature fired on (`counts`, per tag class): those inside an entity of
+/// type `t`, and all.
+fn type_share(counts: &[u32], t: usize) -> (u32, u32) {
+    (counts[1 + 2 * t] + counts[2 + 2 * t], counts.iter().sum())
 }
 
 /// Per word of a document (numbered across it): the features firing on any of its tokens
@@ -404,7 +435,7 @@ impl NbCounts {
             }
         });
         let k = 1 + 2 * self.labels.len();
-        let (n_offsets, n_taus) = (self.offsets.len(), self.taus.len());
+        let n_offsets = self.offsets.len();
         let mut first = 0;
         for (sentence, classes) in document
             .sentences
@@ -433,7 +464,7 @@ impl NbCounts {
             }
             first += n;
         }
-        debug_assert_eq!(n_taus, self.taus.len());
+
         Ok(())
     }
 
@@ -594,9 +625,8 @@ impl Scorer {
                     base[o * k + c] += (1.0 - p).ln();
                 }
                 if table.offset == 0 {
-                    let support: u32 = row.counts.iter().sum();
                     for t in 0..labels.len() {
-                        let hits = row.counts[1 + 2 * t] + row.counts[2 + 2 * t];
+                        let (hits, support) = type_share(&row.counts, t);
                         precision[r * labels.len() + t] =
                             f64::from(hits) / f64::from(support.max(1));
                     }
@@ -1281,6 +1311,14 @@ mod tests {
         }
         assert_eq!(spans[1].evidence[0].feature, 3);
         assert_eq!(spans[1].evidence[0].precision, 1.0);
+        let nb = profile.naive_bayes.as_ref().unwrap();
+        let rows: Vec<(String, u32, u32)> = nb
+            .type_rows(2, &profile.labels)
+            .into_iter()
+            .map(|r| (r.label, r.hits, r.support))
+            .collect();
+        assert_eq!(rows, [("PER".into(), 1, 2), ("LOC".into(), 0, 2)]);
+        assert!(nb.type_rows(9, &profile.labels).is_empty());
         // Only the profile's features, as annotation encodes them, decode the same.
         let features = profile.features();
         let dense: Vec<f32> = encoded.codes[0]

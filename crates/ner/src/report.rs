@@ -262,9 +262,14 @@ fn case(input: &ReportInput<'_>, place: &[(usize, usize)], judged: &Judged) -> S
                 for ev in &span.evidence {
                     let _ = write!(
                         out,
-                        "<tr><td>#{}</td><td>{:.1}</td><td>{:.2}</td></tr>",
+                        "<tr><td>#{}</td><td>{:.1}</td><td>{:.2}",
                         ev.feature, ev.activation, ev.precision
                     );
+                    // Naive-Bayes evidence: its log-odds for the span's tags against O.
+                    if let Some(log_odds) = ev.log_odds {
+                        let _ = write!(out, " (log-odds +{log_odds:.1})");
+                    }
+                    out += "</td></tr>";
                 }
                 out += "</table>";
             }

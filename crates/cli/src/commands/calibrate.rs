@@ -497,18 +497,10 @@ fn run_naive_bayes(
     let (tau, weights, params) = match &dev {
         None => (
             grid.taus[0],
+            // The word itself weighs 1; each neighbour the one --nb-weight value.
             offsets
                 .iter()
-                .map(|&o| {
-                    (
-                        o,
-                        if o == 0 {
-                            1.0
-                        } else {
-                            grid_first(&grid.weights)
-                        },
-                    )
-                })
+                .map(|&o| (o, if o == 0 { 1.0 } else { args.nb_weight[0] }))
                 .collect(),
             NbParams {
                 alpha: grid.alphas[0],
@@ -575,11 +567,6 @@ fn run_naive_bayes(
         profile.features().len(),
     );
     Ok(())
-}
-
-/// The first weight listed for the neighbour offsets (1 when there are none).
-fn grid_first(weights: &[(i32, Vec<f64>)]) -> f64 {
-    weights.first().map_or(1.0, |(_, w)| w[0])
 }
 
 /// `--lexicon` or `--examples`: matches in unlabelled text instead of gold labels.
