@@ -317,21 +317,29 @@ mod tests {
         assert_eq!(Profile::parse(&plain.to_json(), "p.json").unwrap(), plain);
     }
 
-    /// Profiles made before the naive-Bayes decoder existed read back with every field
-    /// they had, nothing added: the same JSON value written back.
+    /// Shipped profiles, and a noisy-or profile made before the naive-Bayes decoder existed
+    /// (the old shipped NCBI profile cut to three rows), read back with every field they
+    /// had and nothing added: the same JSON value written back.
     #[test]
-    fn shipped_profiles_load_unchanged() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../models/gemma3-270m-l9-topk64-16k/profiles"
-        );
+    fn profiles_old_and_shipped_load_unchanged() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let shipped = format!("{root}/../../models/gemma3-270m-l9-topk64-16k/profiles");
+        let old = format!("{root}/tests/data/noisy_or_profile_v1.json");
         let value = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
-        for name in ["conll2003", "ncbi_disease", "bc5cdr"] {
-            let path = format!("{dir}/{name}.json");
-            let text = std::fs::read_to_string(&path).unwrap();
-            let profile = Profile::parse(&text, &path).unwrap();
-            assert!(value(&profile.to_json()) == value(&text), "{name}");
+        let mut paths: Vec<String> = ["conll2003", "ncbi_disease", "bc5cdr"]
+            .iter()
+            .map(|name| format!("{shipped}/{name}.json"))
+            .collect();
+        paths.push(old.clone());
+        for path in &paths {
+            let text = std::fs::read_to_string(path).unwrap();
+            let profile = Profile::parse(&text, path).unwrap();
+            assert!(value(&profile.to_json()) == value(&text), "{path}");
         }
+        let old = Profile::load(&old).unwrap();
+        assert!(old.naive_bayes.is_none());
+        assert_eq!(old.features(), [3730, 9994, 11498]);
+        assert_eq!(old.contexts.len(), 3);
     }
 
     #[test]
