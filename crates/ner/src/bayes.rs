@@ -44,7 +44,7 @@ use crate::{Error, Result};
 const NONE: u32 = u32::MAX;
 
 /// The tag classes for `labels`: O, then `B-t`, `I-t` per type.
-pub fn tag_classes(labels: &[String]) -> Vec<String> {
+fn tag_classes(labels: &[String]) -> Vec<String> {
     let mut classes = vec!["O".to_string()];
     for l in labels {
         classes.push(format!("B-{l}"));
@@ -491,10 +491,6 @@ impl NbCounts {
         }
         self.merge(other);
         Ok(self)
-    }
-
-    pub fn labels(&self) -> &[String] {
-        &self.labels
     }
 
     /// The model at threshold `tau` (one of the counted), offsets `weights` (offset →
