@@ -63,7 +63,7 @@ pub struct Profile {
     /// The decoding parameters chosen with the profile (callers may override them).
     pub decoding: DecodeParams,
     /// Calibration tokens counted, in total and per type (the base rates that precisions
-    /// compare with).
+    /// compare with); for a naive-Bayes profile, calibration words.
     pub tokens: u64,
     pub label_tokens: BTreeMap<String, u64>,
     /// Kept type rows, by type, then precision (highest first).
