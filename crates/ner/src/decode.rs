@@ -14,6 +14,9 @@
 //! 4. **Evidence.** The kept features of the span's type that fired on the span's tokens,
 //!    each once with its highest activation, by precision (highest first; then activation),
 //!    at most [`MAX_EVIDENCE`].
+//!
+//! A profile with a `naive_bayes` section is decoded by [`crate::bayes`] instead: the same
+//! firing features, read as log-odds of IOB2 tags of each word and its neighbours.
 
 use saener_sae::SparseCode;
 use serde::{Deserialize, Serialize};
@@ -21,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use rayon::prelude::*;
 
 use crate::align::{Alignment, WordPooling};
+use crate::bayes::{tag_spans, word_features, Scorer};
 use crate::calibrate::CountedTokens;
 use crate::codes::EncodedCorpus;
 use crate::corpus::{Corpus, Document, Entity, Sentence};
@@ -110,8 +114,12 @@ pub struct Evidence {
     pub feature: u32,
     /// Its highest activation on the span's tokens.
     pub activation: f32,
-    /// Its precision for the span's type (the profile row's).
+    /// Its precision for the span's type (the profile row's; naive Bayes: the share of the
+    /// calibration words it fired on that were in an entity of that type).
     pub precision: f64,
+    /// Naive Bayes only: its summed log-odds contribution to the span's tags against O.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_odds: Option<f64>,
 }
 
 /// A predicted entity.
@@ -126,7 +134,8 @@ pub struct Span {
     pub start: usize,
     pub end: usize,
     pub label: String,
-    /// Mean word score for `label`, in 0–1.
+    /// Mean word score for `label`, in 0–1 (naive Bayes: the mean posterior of the words'
+    /// tags).
     pub score: f64,
     pub evidence: Vec<Evidence>,
 }
@@ -149,6 +158,8 @@ pub struct Decoder {
     starts: Vec<Vec<usize>>,
     /// Which token of a word boundary features are read on (the one calibration counted).
     boundary_token: CountedTokens,
+    /// The naive-Bayes decoder, for profiles that have one.
+    naive_bayes: Option<Scorer>,
 }
 
 impl Decoder {
@@ -188,6 +199,10 @@ impl Decoder {
             votes,
             starts,
             boundary_token: profile.counted_tokens,
+            naive_bayes: profile
+                .naive_bayes
+                .as_ref()
+                .map(|nb| Scorer::new(nb, &profile.labels, profile.d_sae)),
         })
     }
 
@@ -217,6 +232,9 @@ impl Decoder {
             }
         };
         alignment.check(document, rows)?;
+        if let Some(scorer) = &self.naive_bayes {
+            return Ok(self.decode_naive_bayes(scorer, document, alignment, activations));
+        }
         let scores = self.token_scores(activations, rows);
         let mut spans = Vec::new();
         let mut offset = 0;
@@ -242,6 +260,49 @@ impl Decoder {
             offset += sentence.words.len();
         }
         Ok(spans)
+    }
+
+    /// [`Decoder::decode`] with the naive-Bayes decoder.
+    fn decode_naive_bayes(
+        &self,
+        scorer: &Scorer,
+        document: &Document,
+        alignment: &Alignment,
+        activations: Activations<'_>,
+    ) -> Vec<Span> {
+        let words = word_features(alignment, |t, f| {
+            self.for_each_firing(activations, t, |c, v| f(self.features[c], v))
+        });
+        let mut spans = Vec::new();
+        let mut first = 0;
+        for (s, sentence) in document.sentences.iter().enumerate() {
+            let words = &words[first..first + sentence.words.len()];
+            first += sentence.words.len();
+            let (tags, posteriors) = scorer.tag_sentence(words);
+            for (start, end, label) in tag_spans(&tags) {
+                let run = Run {
+                    start,
+                    end,
+                    label,
+                    score: posteriors[start..end].iter().sum::<f64>() / (end - start) as f64,
+                };
+                let evidence = scorer
+                    .evidence(words, &tags, start..end, MAX_EVIDENCE)
+                    .into_iter()
+                    .map(|(feature, activation, precision, log_odds)| Evidence {
+                        feature,
+                        activation,
+                        precision,
+                        log_odds: Some(log_odds),
+                    })
+                    .collect();
+                spans.push(Span {
+                    evidence,
+                    ..run.span(s, sentence, &self.labels)
+                });
+            }
+        }
+        spans
     }
 
     /// Decodes every document of `encoded`: each document's spans, in order.
@@ -398,6 +459,7 @@ impl Decoder {
                         feature: self.features[c],
                         activation,
                         precision,
+                        log_odds: None,
                     });
                 }
             });

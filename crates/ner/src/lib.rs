@@ -12,6 +12,8 @@
 //!   ([`FeatureCounts`]); [`profile`] keeps the precise features as a JSON [`Profile`].
 //! - [`codes`] runs the model and the SAE over a corpus once and caches every token's code
 //!   on disk ([`CodeEncoder`]), so calibration and evaluation sweeps take seconds.
+//! - [`bayes`] is the count-based naive-Bayes decoder: log-odds of every firing feature of a
+//!   word and its neighbours, tags decoded jointly ([`NaiveBayes`], [`nb_sweep`]).
 //! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
 //!   evidence ([`Decoder`]).
 //! - [`contexts`] finds each kept feature's top-activating calibration contexts, stored in
@@ -32,6 +34,7 @@
 
 pub mod align;
 pub mod annotate;
+pub mod bayes;
 pub mod calibrate;
 pub mod codes;
 pub mod contexts;
@@ -54,6 +57,7 @@ mod weights;
 
 pub use align::{Alignment, WordPooling};
 pub use annotate::{pieces, Annotation, Annotator, CharSlicer, EntityRecord, Piece, PIECE_BYTES};
+pub use bayes::{nb_sweep, NaiveBayes, NbCounts, NbGrid, NbParams, NbTrial};
 pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
 pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
 pub use contexts::{set_contexts_json, top_contexts, FeatureContext};

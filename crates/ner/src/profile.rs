@@ -7,6 +7,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use crate::bayes::NaiveBayes;
 use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
 use crate::contexts::FeatureContext;
 use crate::decode::DecodeParams;
@@ -62,7 +63,7 @@ pub struct Profile {
     /// The decoding parameters chosen with the profile (callers may override them).
     pub decoding: DecodeParams,
     /// Calibration tokens counted, in total and per type (the base rates that precisions
-    /// compare with).
+    /// compare with); for a naive-Bayes profile, calibration words.
     pub tokens: u64,
     pub label_tokens: BTreeMap<String, u64>,
     /// Kept type rows, by type, then precision (highest first).
@@ -70,6 +71,11 @@ pub struct Profile {
     /// Kept boundary rows ("first token of a t-entity"), if calibrated with boundaries.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub boundary_rows: Vec<Row>,
+    /// The count-based naive-Bayes decoder's tables and scalars; when present, decoding
+    /// uses it instead of the rows' votes (`calibration.tau` is its firing threshold), and
+    /// `decoding` is unused. Absent in profiles of the voting decoder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub naive_bayes: Option<NaiveBayes>,
     /// Per kept feature, its top-activating calibration contexts (`saener profile
     /// contexts`); absent in profiles made without them.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -118,6 +124,7 @@ impl Profile {
                 .collect(),
             rows,
             boundary_rows,
+            naive_bayes: None,
             contexts: BTreeMap::new(),
         })
     }
@@ -148,14 +155,16 @@ impl Profile {
         })
     }
 
-    /// The distinct features of all rows (type and boundary), ascending: the SAE columns
-    /// inference must encode, in the column order of [`crate::Activations::Dense`].
+    /// The distinct features of all rows (type and boundary) and naive-Bayes tables,
+    /// ascending: the SAE columns inference must encode, in the column order of
+    /// [`crate::Activations::Dense`].
     pub fn features(&self) -> Vec<u32> {
         let mut features: Vec<u32> = self
             .rows
             .iter()
             .chain(&self.boundary_rows)
             .map(|r| r.feature)
+            .chain(self.naive_bayes.iter().flat_map(NaiveBayes::features))
             .collect();
         features.sort_unstable();
         features.dedup();
@@ -252,6 +261,10 @@ impl Profile {
                 }
             }
         }
+        if let Some(nb) = &self.naive_bayes {
+            nb.check(&self.labels, self.d_sae)
+                .map_err(|(field, expected, found)| invalid(field, &expected, found))?;
+        }
         let params = self
             .calibration
             .validate()
@@ -302,6 +315,31 @@ mod tests {
         };
         assert!(!plain.to_json().contains("boundary_rows"));
         assert_eq!(Profile::parse(&plain.to_json(), "p.json").unwrap(), plain);
+    }
+
+    /// Shipped profiles, and a noisy-or profile made before the naive-Bayes decoder existed
+    /// (the old shipped NCBI profile cut to three rows), read back with every field they
+    /// had and nothing added: the same JSON value written back.
+    #[test]
+    fn profiles_old_and_shipped_load_unchanged() {
+        let root = env!("CARGO_MANIFEST_DIR");
+        let shipped = format!("{root}/../../models/gemma3-270m-l9-topk64-16k/profiles");
+        let old = format!("{root}/tests/data/noisy_or_profile_v1.json");
+        let value = |json: &str| serde_json::from_str::<serde_json::Value>(json).unwrap();
+        let mut paths: Vec<String> = ["conll2003", "ncbi_disease", "bc5cdr"]
+            .iter()
+            .map(|name| format!("{shipped}/{name}.json"))
+            .collect();
+        paths.push(old.clone());
+        for path in &paths {
+            let text = std::fs::read_to_string(path).unwrap();
+            let profile = Profile::parse(&text, path).unwrap();
+            assert!(value(&profile.to_json()) == value(&text), "{path}");
+        }
+        let old = Profile::load(&old).unwrap();
+        assert!(old.naive_bayes.is_none());
+        assert_eq!(old.features(), [3730, 9994, 11498]);
+        assert_eq!(old.contexts.len(), 3);
     }
 
     #[test]

@@ -262,9 +262,14 @@ fn case(input: &ReportInput<'_>, place: &[(usize, usize)], judged: &Judged) -> S
                 for ev in &span.evidence {
                     let _ = write!(
                         out,
-                        "<tr><td>#{}</td><td>{:.1}</td><td>{:.2}</td></tr>",
+                        "<tr><td>#{}</td><td>{:.1}</td><td>{:.2}",
                         ev.feature, ev.activation, ev.precision
                     );
+                    // Naive-Bayes evidence: its log-odds for the span's tags against O.
+                    if let Some(log_odds) = ev.log_odds {
+                        let _ = write!(out, " (log-odds +{log_odds:.1})");
+                    }
+                    out += "</td></tr>";
                 }
                 out += "</table>";
             }
@@ -329,6 +334,7 @@ New B-LOC\nYork I-LOC\nis O\nbig O\n",
                 feature: 42,
                 activation: 120.0,
                 precision: 0.9,
+                log_odds: None,
             }],
         };
         // Type error on "Paris", boundary error on "York", spurious "visited"; "Angela

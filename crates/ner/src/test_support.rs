@@ -89,6 +89,7 @@ pub(crate) fn profile(
         label_tokens: labels.iter().map(|l| (l.to_string(), 10)).collect(),
         rows: rows_of(rows),
         boundary_rows: rows_of(boundary_rows),
+        naive_bayes: None,
         contexts: Default::default(),
     }
 }

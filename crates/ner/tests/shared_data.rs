@@ -261,6 +261,7 @@ fn oracle_codes_decode_to_gold_with_exact_offsets() {
                 .enumerate()
                 .map(|(l, x)| row(100 + l, x))
                 .collect(),
+            naive_bayes: None,
             contexts: Default::default(),
         };
         let decoder = Decoder::new(&profile, profile.decoding).unwrap();

@@ -433,7 +433,8 @@ pub struct FeatureResponse {
     feature: u32,
     profile: String,
     /// The types this feature votes for, with precision, support and hits on the
-    /// calibration data, by precision.
+    /// calibration data, by precision (naive-Bayes profiles: every type, in label order,
+    /// counted on the words it fires on).
     types: Vec<Row>,
     /// The types whose entities it marks the first token of (boundary rows), if any.
     boundary: Vec<Row>,
@@ -485,8 +486,17 @@ async fn feature(
         kept.sort_by(|a, b| b.precision.total_cmp(&a.precision));
         kept
     };
-    let (types, boundary) = (of(&profile.rows), of(&profile.boundary_rows));
-    if types.is_empty() && boundary.is_empty() {
+    let types = match &profile.naive_bayes {
+        Some(nb) => nb.type_rows(feature, &profile.labels),
+        None => of(&profile.rows),
+    };
+    let boundary = of(&profile.boundary_rows);
+    // A naive-Bayes profile keeps features that count only at a neighbour offset.
+    let kept = match &profile.naive_bayes {
+        Some(nb) => nb.features().binary_search(&feature).is_ok(),
+        None => !types.is_empty() || !boundary.is_empty(),
+    };
+    if !kept {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "unknown_feature",

@@ -546,7 +546,11 @@ fn pretty_record(id: &str, text: &str, spans: &[Span]) -> String {
             .evidence
             .iter()
             .take(3)
-            .map(|e| format!("#{} (p {:.2})", e.feature, e.precision))
+            .map(|e| match e.log_odds {
+                // Naive-Bayes evidence is ranked by its log-odds, not its precision.
+                Some(log_odds) => format!("#{} (+{log_odds:.1}, p {:.2})", e.feature, e.precision),
+                None => format!("#{} (p {:.2})", e.feature, e.precision),
+            })
             .collect();
         out += &format!(
             "  {:<8} {:>4}..{:<4} {:<32} score {:.2}  features {}\n",

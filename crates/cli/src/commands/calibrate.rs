@@ -1,8 +1,8 @@
 use anyhow::{Context as _, Result};
 use saener_ner::{
-    sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens, DecodeParams,
+    nb_sweep, sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens, DecodeParams,
     EncodedCorpus, FeatureCounts, Grid, LabelFreeCounts, LabelFreeParams, Lexicon, MatchOptions,
-    Profile, Smoothing, TextMode, WordPooling,
+    NbCounts, NbGrid, NbParams, Profile, Smoothing, TextMode, WordPooling,
 };
 use std::path::{Path, PathBuf};
 
@@ -101,10 +101,52 @@ pub struct Args {
     /// this (`none`: off).
     #[arg(long, value_delimiter = ',', value_parser = parse_extend)]
     extend: Vec<Option<f64>>,
+    /// Which decoder the profile is made for: noisy-or (votes of single precise features) or
+    /// naive-bayes (log-odds of every firing feature of a word and its neighbours; uses
+    /// --tau, --s-min and the --nb-* options).
+    #[arg(long, value_enum, default_value_t = DecoderKind::NoisyOr)]
+    decoder: DecoderKind,
+    /// Naive Bayes: word offsets whose features vote for a word besides itself (-1: the
+    /// word before, 1: the word after).
+    #[arg(long, value_delimiter = ',', allow_negative_numbers = true)]
+    nb_offsets: Vec<i32>,
+    /// Naive Bayes: weights tried for each offset of --nb-offsets (the word itself has 1).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    nb_weight: Vec<f64>,
+    /// Naive Bayes: additive smoothing of P(feature | tag).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    nb_alpha: Vec<f64>,
+    /// Naive Bayes: scale of the summed log-likelihoods against the tag prior and
+    /// transitions.
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    nb_scale: Vec<f64>,
+    /// Naive Bayes: weight of the evidence of features that do not fire (1: Bernoulli naive
+    /// Bayes, 0: firing features only).
+    #[arg(long, value_delimiter = ',', default_value = "1")]
+    nb_absence: Vec<f64>,
+    /// Naive Bayes: bias added to every entity tag's score; with --dev, then refined per type.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "0",
+        allow_negative_numbers = true
+    )]
+    nb_bias: Vec<f64>,
+    /// Naive Bayes: decode each sentence jointly with counted tag transitions (true) or each
+    /// word alone (false).
+    #[arg(long, value_delimiter = ',', default_value = "false")]
+    nb_viterbi: Vec<bool>,
     #[command(flatten)]
     stack: StackArgs,
     #[command(flatten)]
     cache: CacheArgs,
+}
+
+/// Which decoder `calibrate` makes a profile for.
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum DecoderKind {
+    NoisyOr,
+    NaiveBayes,
 }
 
 /// How `--text` files are read.
@@ -188,9 +230,18 @@ pub fn run(mut args: Args) -> Result<()> {
         ("--pooling", grid.poolings.len()),
         ("--threshold", grid.thresholds.len()),
         ("--extend", grid.extends.len()),
+        ("--nb-weight", args.nb_weight.len()),
+        ("--nb-alpha", args.nb_alpha.len()),
+        ("--nb-scale", args.nb_scale.len()),
+        ("--nb-bias", args.nb_bias.len()),
+        ("--nb-absence", args.nb_absence.len()),
+        ("--nb-viterbi", args.nb_viterbi.len()),
     ];
     let tuned = args.dev.is_some() || args.holdout.is_some();
     if label_free {
+        if args.decoder != DecoderKind::NoisyOr {
+            anyhow::bail!("--decoder: label-free calibration makes noisy_or profiles only");
+        }
         if args.counted_tokens.len() != 1 {
             anyhow::bail!("--counted-tokens: label-free calibration takes one value");
         }
@@ -210,22 +261,18 @@ pub fn run(mut args: Args) -> Result<()> {
         }
     }
 
-    let stack = Stack::load(&args.stack)?;
-    let data = args
-        .data
-        .as_ref()
-        .expect("clap requires --data without --lexicon/--examples");
-    let train = read_corpus(data, args.context)?;
-    let labels = if args.labels.is_empty() {
-        train.labels().into_iter().collect()
-    } else {
-        args.labels.clone()
-    };
-    let origin = stack.origin(&train);
-    eprintln!("saener: encoding {}", data.display());
-    let started = std::time::Instant::now();
-    let mut train = stack.encode(train, &args.cache)?;
-    let encoded_secs = started.elapsed().as_secs_f64();
+    let Labelled {
+        stack,
+        origin,
+        labels,
+        train,
+        dev,
+        dev_name,
+        encoded_secs,
+    } = load_labelled(&args)?;
+    if args.decoder == DecoderKind::NaiveBayes {
+        return run_naive_bayes(&args, &stack, origin, labels, train, dev, &dev_name);
+    }
     let count = |corpus: &EncodedCorpus| {
         args.counted_tokens
             .iter()
@@ -240,23 +287,6 @@ pub fn run(mut args: Args) -> Result<()> {
                 )
             })
             .collect::<saener_ner::Result<Vec<_>>>()
-    };
-    let (dev, dev_name) = match (&args.dev, args.holdout) {
-        (Some(path), _) => {
-            let dev = read_corpus(path, args.context)?;
-            eprintln!("saener: encoding {}", path.display());
-            (
-                Some(stack.encode(dev, &args.cache)?),
-                path.display().to_string(),
-            )
-        }
-        (None, Some(fraction)) => {
-            let n = train.corpus.documents.len();
-            let at = n - ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
-            let name = format!("the last {} documents of {}", n - at, data.display());
-            (Some(train.split_off(at)), name)
-        }
-        (None, None) => (None, String::new()),
     };
     let started = std::time::Instant::now();
     let mut counts = count(&train)?;
@@ -360,6 +390,183 @@ fn fill<T>(values: &mut Vec<T>, default: T) {
     if values.is_empty() {
         values.push(default);
     }
+}
+
+/// Labelled calibration data, encoded, and the documents the parameters are chosen on.
+struct Labelled {
+    stack: Stack,
+    origin: saener_ner::Origin,
+    labels: Vec<String>,
+    train: EncodedCorpus,
+    /// `--dev`, or the held-out end of `--data`.
+    dev: Option<EncodedCorpus>,
+    dev_name: String,
+    encoded_secs: f64,
+}
+
+fn load_labelled(args: &Args) -> Result<Labelled> {
+    let stack = Stack::load(&args.stack)?;
+    let data = args
+        .data
+        .as_ref()
+        .expect("clap requires --data without --lexicon/--examples");
+    let train = read_corpus(data, args.context)?;
+    let labels = if args.labels.is_empty() {
+        train.labels().into_iter().collect()
+    } else {
+        args.labels.clone()
+    };
+    let origin = stack.origin(&train);
+    eprintln!("saener: encoding {}", data.display());
+    let started = std::time::Instant::now();
+    let mut train = stack.encode(train, &args.cache)?;
+    let encoded_secs = started.elapsed().as_secs_f64();
+    let (dev, dev_name) = match (&args.dev, args.holdout) {
+        (Some(path), _) => {
+            let dev = read_corpus(path, args.context)?;
+            eprintln!("saener: encoding {}", path.display());
+            (
+                Some(stack.encode(dev, &args.cache)?),
+                path.display().to_string(),
+            )
+        }
+        (None, Some(fraction)) => {
+            let n = train.corpus.documents.len();
+            let at = n - ((n as f64 * fraction).round() as usize).clamp(1, n - 1);
+            let name = format!("the last {} documents of {}", n - at, data.display());
+            (Some(train.split_off(at)), name)
+        }
+        (None, None) => (None, String::new()),
+    };
+    Ok(Labelled {
+        stack,
+        origin,
+        labels,
+        train,
+        dev,
+        dev_name,
+        encoded_secs,
+    })
+}
+
+/// `--decoder naive_bayes`: counts at every offset and τ, a grid chosen on dev, the
+/// profile counted on all the calibration data.
+fn run_naive_bayes(
+    args: &Args,
+    stack: &Stack,
+    origin: saener_ner::Origin,
+    labels: Vec<String>,
+    train: EncodedCorpus,
+    dev: Option<EncodedCorpus>,
+    dev_name: &str,
+) -> Result<()> {
+    let d_sae = stack.sae.config().d_sae;
+    let offsets: Vec<i32> = std::iter::once(0)
+        .chain(args.nb_offsets.iter().copied().filter(|&o| o != 0))
+        .collect();
+    let count = |corpus: &EncodedCorpus| {
+        NbCounts::from_corpus(
+            corpus,
+            d_sae,
+            labels.clone(),
+            args.tau.clone(),
+            offsets.clone(),
+        )
+    };
+    let started = std::time::Instant::now();
+    let mut counts = count(&train)?;
+    eprintln!(
+        "saener: counted {} offsets at {} thresholds in {:.1} s",
+        offsets.len(),
+        args.tau.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let grid = NbGrid {
+        taus: args.tau.clone(),
+        alphas: args.nb_alpha.clone(),
+        s_mins: args.s_min.clone(),
+        weights: offsets[1..]
+            .iter()
+            .map(|&o| (o, args.nb_weight.clone()))
+            .collect(),
+        scales: args.nb_scale.clone(),
+        absences: args.nb_absence.clone(),
+        biases: args.nb_bias.clone(),
+        viterbi: args.nb_viterbi.clone(),
+    };
+    let (tau, weights, params) = match &dev {
+        None => (
+            grid.taus[0],
+            // The word itself weighs 1; each neighbour the one --nb-weight value.
+            offsets
+                .iter()
+                .map(|&o| (o, if o == 0 { 1.0 } else { args.nb_weight[0] }))
+                .collect(),
+            NbParams {
+                alpha: grid.alphas[0],
+                s_min: grid.s_mins[0],
+                scale: grid.scales[0],
+                absence: grid.absences[0],
+                bias: vec![grid.biases[0]; labels.len()],
+                viterbi: grid.viterbi[0],
+            },
+        ),
+        Some(dev) => {
+            let started = std::time::Instant::now();
+            let (trials, best) = nb_sweep(&counts, dev, &grid, |n| {
+                eprint!("\rsaener: {n} parameter sets tried");
+            })?;
+            eprintln!();
+            if let Some(path) = &args.sweep_out {
+                let mut lines = String::new();
+                for trial in &trials {
+                    lines += &serde_json::to_string(trial)?;
+                    lines.push('\n');
+                }
+                std::fs::write(path, lines)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let t = &trials[best];
+            eprintln!(
+                "saener: best of {} parameter sets on {dev_name} ({:.0} s): strict micro F1 {:.4} (P {:.4}, R {:.4})",
+                trials.len(),
+                started.elapsed().as_secs_f64(),
+                t.f1,
+                t.precision,
+                t.recall
+            );
+            if args.holdout.is_some() {
+                // The held-out documents chose the parameters; the profile counts them too.
+                counts = counts.merged(&count(dev)?)?;
+            }
+            (t.tau, t.weights.clone(), t.params.clone())
+        }
+    };
+    let model = counts.model(tau, &weights, &params)?;
+    let calibration = CalibrationParams {
+        tau,
+        s_min: params.s_min,
+        ..CalibrationParams::default()
+    };
+    // The voting rows are not used by this decoder; the profile keeps none.
+    let empty = FeatureCounts::new(d_sae, labels.clone(), vec![tau])?;
+    let mut profile = Profile::calibrate(origin, &empty, calibration, DecodeParams::default())?;
+    // The naive-Bayes counts are per word: record the calibration words per type.
+    let words = &model.offsets[0].words;
+    profile.tokens = words.iter().sum();
+    profile.label_tokens = labels
+        .iter()
+        .enumerate()
+        .map(|(t, l)| (l.clone(), words[1 + 2 * t] + words[2 + 2 * t]))
+        .collect();
+    profile.naive_bayes = Some(model);
+    profile.save(&args.out)?;
+    eprintln!(
+        "saener: wrote {} (naive Bayes, {} features; tau {tau}, offsets {weights:?}, {params:?})",
+        args.out.display(),
+        profile.features().len(),
+    );
+    Ok(())
 }
 
 /// `--lexicon` or `--examples`: matches in unlabelled text instead of gold labels.

@@ -63,6 +63,11 @@ const METHODS: [&str; 3] = ["SAE-NER", "probe on SAE codes", "probe on dense res
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
+    anyhow::ensure!(
+        profile.naive_bayes.is_none(),
+        "--profile {}: efficiency re-calibrates the noisy-or decoder's rows, and this profile uses the naive-Bayes decoder",
+        args.profile
+    );
     let stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let train = read_corpus(&args.data, Context::Document)?;

@@ -76,7 +76,14 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let encoded = stack.encode(gold, &args.cache)?;
+    let started = std::time::Instant::now();
     let spans = Decoder::new(&profile, params)?.decode_corpus(&encoded)?;
+    let secs = started.elapsed().as_secs_f64();
+    let tokens: usize = encoded.codes.iter().map(Vec::len).sum();
+    eprintln!(
+        "saener: decoded {tokens} tokens in {secs:.2} s ({:.0} tokens/s)",
+        tokens as f64 / secs
+    );
     let predicted = predicted_corpus(&encoded.corpus, &spans);
     let report = evaluate_corpus(&encoded.corpus, &predicted)?;
     if let Some(path) = &args.report {
