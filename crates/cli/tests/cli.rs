@@ -294,3 +294,22 @@ fn decoding_overrides_parse() {
         assert!(stderr.contains("--profile no_such_profile"), "{stderr}");
     }
 }
+
+/// The noisy-or overrides are refused on a naive-Bayes profile (the shipped ones), which
+/// would ignore them, before any model is loaded.
+#[test]
+fn decoding_overrides_are_refused_on_a_naive_bayes_profile() {
+    let stderr = fails(saener(
+        &[
+            "eval",
+            "--profile",
+            "conll2003",
+            "--data",
+            "x.conll",
+            "--threshold",
+            "0.8",
+        ],
+        "",
+    ));
+    assert!(stderr.contains("decodes with naive Bayes"), "{stderr}");
+}

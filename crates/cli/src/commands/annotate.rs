@@ -144,7 +144,7 @@ impl Item {
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    let params = args.decoding.apply(profile.decoding);
+    let params = args.decoding.apply(&profile)?;
     anyhow::ensure!(
         args.format == OutputFormat::Jsonl || !(args.resume || args.shard.is_some()),
         "--resume and --shard need --format jsonl"

@@ -63,7 +63,7 @@ struct Report<'a> {
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    let params = args.decoding.apply(profile.decoding);
+    let params = args.decoding.apply(&profile)?;
 
     let stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;

@@ -45,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
         );
     }
     let encoded = stack.encode(corpus, &args.cache)?;
-    let decoder = Decoder::new(&profile, args.decoding.apply(profile.decoding))?;
+    let decoder = Decoder::new(&profile, args.decoding.apply(&profile)?)?;
     let silver = decoder.predict_corpus(&encoded)?;
     write_corpus(&silver, &args.data, args.out.as_deref())
 }

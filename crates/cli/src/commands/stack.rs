@@ -97,14 +97,27 @@ fn parse_extend_override(s: &str) -> std::result::Result<ExtendOverride, String>
 }
 
 impl DecodeOverrides {
-    /// `params` with every given override applied.
-    pub fn apply(&self, params: DecodeParams) -> DecodeParams {
-        DecodeParams {
+    /// The profile's decoding parameters with every given override applied. A naive-Bayes
+    /// profile decodes by its own scores, which these parameters do not touch: overriding
+    /// them there is an error rather than a silent no-op.
+    pub fn apply(&self, profile: &Profile) -> Result<DecodeParams> {
+        let given = self.threshold.is_some()
+            || self.extend.is_some()
+            || self.combine.is_some()
+            || self.pooling.is_some();
+        if given && profile.naive_bayes.is_some() {
+            anyhow::bail!(
+                "--threshold, --extend, --combine and --pooling tune the noisy-or decoder; \
+                 this profile decodes with naive Bayes (its parameters are set by `calibrate`)"
+            );
+        }
+        let params = profile.decoding;
+        Ok(DecodeParams {
             threshold: self.threshold.unwrap_or(params.threshold),
             extend: self.extend.map_or(params.extend, |e| e.0),
             combine: self.combine.unwrap_or(params.combine),
             pooling: self.pooling.unwrap_or(params.pooling),
-        }
+        })
     }
 }
 
