@@ -22,6 +22,8 @@ profiles)
   bash bench/decoders.sh
   for name in conll2003 ncbi_disease bc5cdr; do
     cp "results/decoders/$name-nb-window-viterbi.json" "$PROFILES/$name.json"
+    saener profile contexts --profile "$PROFILES/$name.json" --max-features 2000 \
+      --data "$DATA/$name/train.conll"
   done
   ;;
 eval)

@@ -157,6 +157,26 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
         .starts_with(unchanged));
     // Not the calibration data: refused.
     assert!(!contexts(&dev).status.success());
+    // --max-features: contexts for that many features only.
+    let one = dir.path().join("one.json");
+    ok(saener(
+        &[
+            "profile",
+            "contexts",
+            "--profile",
+            &path(&profile),
+            "--data",
+            &path(&train),
+            "--cache",
+            &path(&cache),
+            "--max-features",
+            "1",
+            "--out",
+            &path(&one),
+        ],
+        "",
+    ));
+    assert_eq!(read_json(&one)["contexts"].as_object().unwrap().len(), 1);
 
     // The probing baselines read the same words (SAE codes from the cache, dense residuals
     // cached beside them) and report in the same JSON layout.

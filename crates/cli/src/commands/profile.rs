@@ -37,6 +37,11 @@ pub struct ContextsArgs {
     /// Words either side of the firing word.
     #[arg(long, default_value_t = 4)]
     width: usize,
+    /// Give contexts only to this many features: those firing on the most calibration words
+    /// inside entities, i.e. the likeliest to appear as evidence (a naive-Bayes profile keeps
+    /// 10k or more, too many to give all of them contexts). Default: every feature.
+    #[arg(long)]
+    max_features: Option<usize>,
     /// Context the calibration read each sentence in.
     #[arg(long, value_enum, default_value_t = Context::Document)]
     context: Context,
@@ -75,9 +80,15 @@ fn contexts(args: ContextsArgs) -> Result<()> {
         profile.origin.data_checksum
     );
     let encoded = stack.encode(corpus, &args.cache)?;
+    let mut features = profile.features();
+    if let Some(n) = args.max_features {
+        features.sort_by_cached_key(|&f| std::cmp::Reverse(entity_hits(&profile, f)));
+        features.truncate(n);
+        features.sort_unstable();
+    }
     let contexts = top_contexts(
         &encoded,
-        &profile.features(),
+        &features,
         profile.calibration.tau,
         args.per_feature,
         args.width,
@@ -91,4 +102,22 @@ fn contexts(args: ContextsArgs) -> Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// How many calibration words inside an entity (of any of the profile's types) `feature`
+/// fired on.
+fn entity_hits(profile: &Profile, feature: u32) -> u32 {
+    match &profile.naive_bayes {
+        Some(nb) => nb
+            .type_rows(feature, &profile.labels)
+            .iter()
+            .map(|r| r.hits)
+            .sum(),
+        None => profile
+            .rows
+            .iter()
+            .filter(|r| r.feature == feature)
+            .map(|r| r.hits)
+            .sum(),
+    }
 }
