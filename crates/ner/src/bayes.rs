@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::align::Alignment;
+use crate::calibrate::count_documents;
 use crate::codes::EncodedCorpus;
 use crate::corpus::{Corpus, Document, Entity};
 use crate::eval::evaluate_corpus;
@@ -382,29 +383,21 @@ impl NbCounts {
             taus,
             offsets,
         };
-        let n = encoded.corpus.documents.len();
-        let per_thread = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
-        let parts = (0..n)
-            .step_by(per_thread)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|first| {
-                let mut counts = empty.clone();
-                for i in first..(first + per_thread).min(n) {
-                    counts.add_document(
-                        &encoded.corpus.documents[i],
-                        &encoded.alignments[i],
-                        &encoded.codes[i],
-                    )?;
-                }
-                Ok(counts)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut total = empty;
-        for part in &parts {
-            total.merge(part);
-        }
-        Ok(total)
+        count_documents(
+            encoded,
+            empty,
+            |counts, i| {
+                counts.add_document(
+                    &encoded.corpus.documents[i],
+                    &encoded.alignments[i],
+                    &encoded.codes[i],
+                )
+            },
+            |total, part| {
+                total.merge(part);
+                Ok(())
+            },
+        )
     }
 
     fn add_document(

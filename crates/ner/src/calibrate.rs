@@ -169,30 +169,19 @@ impl FeatureCounts {
         words: Option<&[Vec<bool>]>,
     ) -> Result<FeatureCounts> {
         let empty = FeatureCounts::new(d_sae, labels, taus)?.counting(counted);
-        let n = encoded.corpus.documents.len();
-        let per_thread = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
-        let parts = (0..n)
-            .step_by(per_thread)
-            .collect::<Vec<_>>()
-            .into_par_iter()
-            .map(|first| {
-                let mut counts = empty.clone();
-                for i in first..(first + per_thread).min(n) {
-                    counts.add_words(
-                        &encoded.corpus.documents[i],
-                        &encoded.alignments[i],
-                        &encoded.codes[i],
-                        |w| words.is_none_or(|m| m[i][w]),
-                    )?;
-                }
-                Ok(counts)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let mut total = empty;
-        for part in &parts {
-            total.merge(part)?;
-        }
-        Ok(total)
+        count_documents(
+            encoded,
+            empty,
+            |counts, i| {
+                counts.add_words(
+                    &encoded.corpus.documents[i],
+                    &encoded.alignments[i],
+                    &encoded.codes[i],
+                    |w| words.is_none_or(|m| m[i][w]),
+                )
+            },
+            FeatureCounts::merge,
+        )
     }
 
     /// Per token: the class (label index) of its word's entity, and the class of the entity
@@ -418,6 +407,35 @@ impl CalibrationParams {
             _ => Ok(()),
         }
     }
+}
+
+/// Counts every document of `encoded` into a copy of `empty`, in parallel over chunks of
+/// documents (one per thread), then merges the chunks' counts in order.
+pub(crate) fn count_documents<C: Clone + Send + Sync>(
+    encoded: &EncodedCorpus,
+    empty: C,
+    add: impl Fn(&mut C, usize) -> Result<()> + Sync,
+    merge: impl Fn(&mut C, &C) -> Result<()>,
+) -> Result<C> {
+    let n = encoded.corpus.documents.len();
+    let per_thread = n.div_ceil(rayon::current_num_threads().max(1)).max(1);
+    let parts = (0..n)
+        .step_by(per_thread)
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .map(|first| {
+            let mut counts = empty.clone();
+            for i in first..(first + per_thread).min(n) {
+                add(&mut counts, i)?;
+            }
+            Ok(counts)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut total = empty;
+    for part in &parts {
+        merge(&mut total, part)?;
+    }
+    Ok(total)
 }
 
 /// Which tokens of a word calibration counts. Counting the token that decoding reads

@@ -320,15 +320,7 @@ pub fn run(mut args: Args) -> Result<()> {
                 bar.set_position(done as u64);
             })?;
             bar.finish_and_clear();
-            if let Some(path) = &args.sweep_out {
-                let mut lines = String::new();
-                for trial in &trials {
-                    lines += &serde_json::to_string(trial)?;
-                    lines.push('\n');
-                }
-                std::fs::write(path, lines)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            write_trials(args.sweep_out.as_deref(), &trials)?;
             let t = &trials[best];
             eprintln!(
                 "saener: best of {} parameter sets on {dev_name}: strict micro F1 {:.4} (P {:.4}, R {:.4})",
@@ -517,15 +509,7 @@ fn run_naive_bayes(
                 eprint!("\rsaener: {n} parameter sets tried");
             })?;
             eprintln!();
-            if let Some(path) = &args.sweep_out {
-                let mut lines = String::new();
-                for trial in &trials {
-                    lines += &serde_json::to_string(trial)?;
-                    lines.push('\n');
-                }
-                std::fs::write(path, lines)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            write_trials(args.sweep_out.as_deref(), &trials)?;
             let t = &trials[best];
             eprintln!(
                 "saener: best of {} parameter sets on {dev_name} ({:.0} s): strict micro F1 {:.4} (P {:.4}, R {:.4})",
@@ -664,14 +648,7 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
             bar.set_position(done as u64);
         })?;
         bar.finish_and_clear();
-        if let Some(path) = &args.sweep_out {
-            let mut lines = String::new();
-            for trial in &trials {
-                lines += &serde_json::to_string(trial)?;
-                lines.push('\n');
-            }
-            std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))?;
-        }
+        write_trials(args.sweep_out.as_deref(), &trials)?;
         let t = &trials[best];
         eprintln!(
             "saener: best of {} parameter sets by the label-free criterion (held-out names): score {:.3}, held-out recall {:.3}, predicted rate {:.4}",
@@ -729,4 +706,15 @@ fn read_text_corpus(path: &Path, format: TextFormat, context: Context) -> Result
         Context::Document => corpus,
         Context::Sentence => corpus.into_sentence_documents(),
     })
+}
+
+/// Writes every trial of a sweep to `path` (`--sweep-out`), one JSON object per line.
+fn write_trials(path: Option<&Path>, trials: &[impl serde::Serialize]) -> Result<()> {
+    let Some(path) = path else { return Ok(()) };
+    let mut lines = String::new();
+    for trial in trials {
+        lines += &serde_json::to_string(trial)?;
+        lines.push('\n');
+    }
+    std::fs::write(path, lines).with_context(|| format!("writing {}", path.display()))
 }
