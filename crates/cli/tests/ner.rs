@@ -348,6 +348,33 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     assert!(!refused.status.success());
     let message = String::from_utf8_lossy(&refused.stderr);
     assert!(message.contains("SAE"), "{message}");
+
+    // Echo is the profile's to decide: `--echo` against a plain profile is refused, and an
+    // echo profile is evaluated on echo residuals (a cache folder of their own).
+    let refused = saener(&["annotate", "--profile", &path(&profile), "--echo"], "x\n");
+    assert!(!refused.status.success());
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("--echo"), "{message}");
+    let mut echo = p.clone();
+    echo["echo"] = true.into();
+    let echo_path = dir.path().join("echo.json");
+    std::fs::write(&echo_path, echo.to_string()).unwrap();
+    let folders = std::fs::read_dir(&cache).unwrap().count();
+    let eval_echo = |extra: &[&str]| {
+        let mut args = vec!["eval", "--profile", echo_path.to_str().unwrap()];
+        args.extend([
+            "--data",
+            dev.to_str().unwrap(),
+            "--cache",
+            cache.to_str().unwrap(),
+        ]);
+        args.extend(extra);
+        ok(saener(&args, ""))
+    };
+    assert!(eval_echo(&[]).contains("micro"));
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), folders + 1);
+    eval_echo(&["--echo"]);
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), folders + 1);
 }
 
 #[test]

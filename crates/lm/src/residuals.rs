@@ -5,6 +5,12 @@
 //! so it owns the batching policy: documents are sorted by token count and grouped into
 //! batches of similar length (little padding), and a document longer than the window goes
 //! through [`Gemma3::resid_post_windowed`] on its own, so nothing is ever truncated.
+//!
+//! With [`ExtractOptions::echo`], each text is read twice, `BOS text ⏎ text`, and the
+//! rows of the second copy are returned: a left-to-right model's residual at a token then
+//! has seen the whole text, its right context included ("echo embeddings", Springer et al.
+//! 2024). It doubles the tokens run. A text longer than half the window is echoed piece by
+//! piece, each piece seeing itself twice but not the pieces before it.
 
 use crate::gemma3::{Gemma3, WindowOptions};
 use crate::{Encoding, Result, Tokenizer};
@@ -27,6 +33,8 @@ pub struct ExtractOptions {
     pub batch_size: usize,
     /// Windowing of documents longer than `window.window` tokens.
     pub window: WindowOptions,
+    /// Read each text twice and return the second copy's rows.
+    pub echo: bool,
 }
 
 impl ExtractOptions {
@@ -35,6 +43,7 @@ impl ExtractOptions {
             layer,
             batch_size: 16,
             window: WindowOptions::default(),
+            echo: false,
         }
     }
 }
@@ -50,12 +59,33 @@ pub struct Extractor<'a> {
 impl Extractor<'_> {
     /// Residuals of each text, in input order. `progress` is called with the number of
     /// tokens finished after each forward pass.
-    pub fn run(&self, texts: &[&str], mut progress: impl FnMut(usize)) -> Result<Vec<Residuals>> {
+    pub fn run(&self, texts: &[&str], progress: impl FnMut(usize)) -> Result<Vec<Residuals>> {
         let encodings: Vec<Encoding> = texts.iter().map(|t| self.tokenizer.encode(t)).collect();
+        let rows = if self.options.echo {
+            self.echo_rows(&encodings, progress)?
+        } else {
+            self.plain_rows(&encodings, progress)?
+        };
         let d = self.model.config().hidden_size;
-        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); texts.len()];
+        Ok(encodings
+            .into_iter()
+            .zip(rows)
+            .map(|(encoding, rows)| {
+                debug_assert_eq!(rows.len(), encoding.ids.len() * d);
+                Residuals { encoding, rows }
+            })
+            .collect())
+    }
 
-        let mut order: Vec<usize> = (0..texts.len()).collect();
+    /// Each encoding's rows, read once.
+    fn plain_rows(
+        &self,
+        encodings: &[Encoding],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let mut rows: Vec<Vec<f32>> = vec![Vec::new(); encodings.len()];
+
+        let mut order: Vec<usize> = (0..encodings.len()).collect();
         order.sort_by_key(|&i| encodings[i].ids.len());
         let (long, short): (Vec<usize>, Vec<usize>) = order
             .into_iter()
@@ -77,14 +107,69 @@ impl Extractor<'_> {
             rows[i] = tensor.flatten_all()?.to_vec1::<f32>()?;
             progress(ids.len());
         }
+        Ok(rows)
+    }
 
-        Ok(encodings
-            .into_iter()
-            .zip(rows)
-            .map(|(encoding, rows)| {
-                debug_assert_eq!(rows.len(), encoding.ids.len() * d);
-                Residuals { encoding, rows }
+    /// Each encoding's rows, read as the second copy of `BOS piece ⏎ piece` for pieces of at
+    /// most half a window, so no echoed sequence needs windowing. The BOS row is the BOS's
+    /// own (it sees nothing either way).
+    fn echo_rows(
+        &self,
+        encodings: &[Encoding],
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Vec<f32>>> {
+        let newline = self.tokenizer.encode_without_bos("\n").ids;
+        let bos = self.tokenizer.encode("").ids;
+        let piece_len = (self.options.window.window).saturating_sub(bos.len() + newline.len()) / 2;
+        if piece_len == 0 {
+            return Err(crate::Error::InvalidInput(format!(
+                "window {} is too short to echo",
+                self.options.window.window
+            )));
+        }
+        // (document, piece start in the body, echoed ids); bodies exclude the BOS.
+        let mut sequences: Vec<(usize, usize, Vec<u32>)> = Vec::new();
+        for (i, encoding) in encodings.iter().enumerate() {
+            let body = &encoding.ids[bos.len()..];
+            for (p, piece) in body.chunks(piece_len).enumerate() {
+                let ids = [&bos[..], piece, &newline, piece].concat();
+                sequences.push((i, p * piece_len, ids));
+            }
+        }
+        sequences.sort_by_key(|(_, _, ids)| ids.len());
+        let echoed: Vec<Encoding> = sequences
+            .iter()
+            .map(|(_, _, ids)| Encoding {
+                ids: ids.clone(),
+                offsets: vec![(0, 0); ids.len()],
             })
-            .collect())
+            .collect();
+        let outputs = self.plain_rows(&echoed, &mut progress)?;
+
+        let d = self.model.config().hidden_size;
+        let mut rows: Vec<Vec<f32>> = encodings
+            .iter()
+            .map(|e| vec![0.0; e.ids.len() * d])
+            .collect();
+        let mut bos_done = vec![false; encodings.len()];
+        for ((i, start, ids), out) in sequences.iter().zip(outputs) {
+            let piece = (ids.len() - bos.len() - newline.len()) / 2;
+            let second = ids.len() - piece;
+            let at = bos.len() + start;
+            rows[*i][at * d..(at + piece) * d].copy_from_slice(&out[second * d..]);
+            if !bos_done[*i] {
+                rows[*i][..bos.len() * d].copy_from_slice(&out[..bos.len() * d]);
+                bos_done[*i] = true;
+            }
+        }
+        // A text with no tokens has no piece: its BOS is read alone.
+        let empty: Vec<usize> = (0..encodings.len()).filter(|&i| !bos_done[i]).collect();
+        if !empty.is_empty() {
+            let alone: Vec<Encoding> = empty.iter().map(|&i| encodings[i].clone()).collect();
+            for (&i, out) in empty.iter().zip(self.plain_rows(&alone, &mut progress)?) {
+                rows[i] = out;
+            }
+        }
+        Ok(rows)
     }
 }

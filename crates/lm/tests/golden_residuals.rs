@@ -292,3 +292,67 @@ fn partial_load_matches_full_model_and_rejects_deeper_layers() {
         })
     ));
 }
+
+#[test]
+fn echo_reads_each_piece_twice_and_returns_the_second_copy() {
+    use saener_lm::residuals::{ExtractOptions, Extractor};
+    let tokenizer = saener_lm::Tokenizer::from_gguf(&model_path()).unwrap();
+    let model = model();
+    let (window, layer) = (48, 5);
+    let long = "Aspirin was given to patients in Lyon after surgery. ".repeat(5);
+    let texts = ["John Smith lives in Berlin.", long.as_str(), ""];
+    let extractor = Extractor {
+        tokenizer: &tokenizer,
+        model,
+        options: ExtractOptions {
+            window: WindowOptions { window, overlap: 8 },
+            echo: true,
+            ..ExtractOptions::new(layer)
+        },
+    };
+    let echoed = extractor.run(&texts, |_| {}).unwrap();
+    let plain = Extractor {
+        options: ExtractOptions {
+            echo: false,
+            ..extractor.options
+        },
+        ..extractor
+    }
+    .run(&texts, |_| {})
+    .unwrap();
+
+    // Independently: pieces of (window - BOS - newline) / 2 body tokens, each run alone as
+    // BOS piece ⏎ piece; a token's row is its row in the second copy.
+    let bos = model.config().bos_token_id;
+    let newline = tokenizer.encode_without_bos("\n").ids;
+    let piece_len = (window - 1 - newline.len()) / 2;
+    let d = model.config().hidden_size;
+    let mut pieces_seen = 0;
+    for (r, p) in echoed.iter().zip(&plain) {
+        assert_eq!(
+            r.encoding, p.encoding,
+            "echo keeps the text's own tokens and offsets"
+        );
+        assert_eq!(r.rows.len(), r.encoding.ids.len() * d);
+        assert!(rel_l2(&r.rows[..d], &p.rows[..d]) < 1e-6, "BOS row");
+        let body = &r.encoding.ids[1..];
+        for (k, piece) in body.chunks(piece_len).enumerate() {
+            let input = [&[bos][..], piece, &newline, piece].concat();
+            let expected = rows(&model.resid_post(&input, layer).unwrap());
+            let second = input.len() - piece.len();
+            for t in 0..piece.len() {
+                let at = 1 + k * piece_len + t;
+                let ours = &r.rows[at * d..(at + 1) * d];
+                assert!(rel_l2(ours, &expected[second + t]) < 1e-4, "token {at}");
+            }
+            pieces_seen += 1;
+        }
+        if body.len() > 1 {
+            // The second copy has seen the words to its right: its last-but-one token
+            // differs from a plain read's.
+            let at = body.len() - 1;
+            assert!(rel_l2(&r.rows[at * d..(at + 1) * d], &p.rows[at * d..(at + 1) * d]) > 1e-2);
+        }
+    }
+    assert!(pieces_seen > 3, "the long text is echoed in several pieces");
+}

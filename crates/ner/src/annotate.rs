@@ -104,13 +104,15 @@ impl EntityRecord {
 
 impl<'a> Annotator<'a> {
     /// Prepares `profile` (calibrated for `sae` and the extractor's layer; check with
-    /// [`Profile::check_compatible`]) with decoding parameters `params`.
+    /// [`Profile::check_compatible`]) with decoding parameters `params`. The residuals are
+    /// read as the profile's were (echo or not), whatever the extractor's setting.
     pub fn new(
-        extractor: Extractor<'a>,
+        mut extractor: Extractor<'a>,
         sae: &Sae,
         profile: &Profile,
         params: DecodeParams,
     ) -> Result<Annotator<'a>> {
+        extractor.options.echo = profile.origin.echo;
         Ok(Annotator {
             extractor,
             subset: sae.feature_subset(&profile.features())?,

@@ -123,6 +123,10 @@ pub struct CacheKey {
     /// Window length and overlap of long documents.
     pub window: (usize, usize),
     pub documents: usize,
+    /// Echo reading ([`saener_lm::residuals::ExtractOptions::echo`]); left out of the key
+    /// when off, so caches made before it existed stay valid.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub echo: bool,
 }
 
 impl CacheKey {
@@ -152,24 +156,8 @@ impl CodeEncoder<'_> {
             corpus: corpus.checksum(),
             window: (window.window, window.overlap),
             documents: corpus.documents.len(),
+            echo: self.extractor.options.echo,
         }
-    }
-
-    /// Codes of `documents`, in order.
-    pub fn encode(&self, documents: &[Document]) -> Result<Vec<DocumentCodes>> {
-        let texts: Vec<&str> = documents.iter().map(|d| d.text.as_str()).collect();
-        let residuals = self.extractor.run(&texts, |_| {})?;
-        residuals
-            .into_iter()
-            .map(|r| self.encode_residuals(r))
-            .collect()
-    }
-
-    fn encode_residuals(&self, residuals: Residuals) -> Result<DocumentCodes> {
-        self.encode_rows(TokenRows {
-            offsets: residuals.encoding.offsets,
-            rows: residuals.rows,
-        })
     }
 
     fn encode_rows(&self, residuals: TokenRows) -> Result<DocumentCodes> {
@@ -196,16 +184,59 @@ impl CodeEncoder<'_> {
         keep_residuals: bool,
         progress: impl FnMut(usize, usize),
     ) -> Result<Vec<DocumentCodes>> {
+        let make = |_: &Document, rows| self.encode_rows(rows);
+        self.derive(
+            corpus,
+            root,
+            keep_residuals,
+            ("", CODES_FILE),
+            progress,
+            make,
+        )
+    }
+
+    /// The dense residual row of each word's last token (what a dense probe reads), per
+    /// document, cached like [`CodeEncoder::corpus_codes`] (bf16 on disk), and like it
+    /// computed from the residual cache with `keep_residuals`. The SAE is not run; a word
+    /// no token overlaps gets a zero row.
+    pub fn word_residuals(
+        &self,
+        corpus: &Corpus,
+        root: Option<&Path>,
+        keep_residuals: bool,
+        progress: impl FnMut(usize, usize),
+    ) -> Result<Vec<WordRows>> {
+        let cache = ("-dense", WORDS_FILE);
+        self.derive(corpus, root, keep_residuals, cache, progress, word_rows)
+    }
+
+    /// Records `make(document, its token rows)` of every document of `corpus`, cached under
+    /// `root` in the key's folder (plus `suffix`) as `file_name`; the token rows come from
+    /// the model, or with `keep_residuals` (and a root) from the residual cache, loaded on
+    /// the first chunk that needs computing, so a complete cache of records never reads the
+    /// (much larger) residuals.
+    fn derive<R: Record>(
+        &self,
+        corpus: &Corpus,
+        root: Option<&Path>,
+        keep_residuals: bool,
+        (suffix, file_name): (&str, &str),
+        progress: impl FnMut(usize, usize),
+        make: impl Fn(&Document, TokenRows) -> Result<R>,
+    ) -> Result<Vec<R>> {
         let key = self.key(corpus);
-        let dir = root.map(|r| r.join(key.folder_name()));
+        let dir = root.map(|r| r.join(format!("{}{suffix}", key.folder_name())));
         let progress = std::cell::RefCell::new(progress);
         let report = |done, total| (progress.borrow_mut())(done, total);
-        // Loaded on the first chunk that needs computing, so a complete codes cache never
-        // reads the (much larger) residual cache.
         let mut residuals: Option<Vec<Option<TokenRows>>> = None;
-        cached(corpus, &key, dir, CODES_FILE, report, |start, chunk| {
+        cached(corpus, &key, dir, file_name, report, |start, chunk| {
             let Some(root) = root.filter(|_| keep_residuals) else {
-                return self.encode(chunk);
+                let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
+                return chunk
+                    .iter()
+                    .zip(self.extractor.run(&texts, |_| {})?)
+                    .map(|(document, r)| make(document, TokenRows::from(r)))
+                    .collect();
             };
             let rows = match &mut residuals {
                 Some(rows) => rows,
@@ -216,9 +247,12 @@ impl CodeEncoder<'_> {
                         .collect(),
                 ),
             };
-            rows[start..start + chunk.len()]
-                .iter_mut()
-                .map(|r| self.encode_rows(r.take().expect("each document is encoded once")))
+            chunk
+                .iter()
+                .zip(&mut rows[start..start + chunk.len()])
+                .map(|(document, r)| {
+                    make(document, r.take().expect("each document is derived once"))
+                })
                 .collect()
         })
     }
@@ -248,35 +282,10 @@ impl CodeEncoder<'_> {
                     .extractor
                     .run(&texts, |_| {})?
                     .into_iter()
-                    .map(|r| TokenRows {
-                        offsets: r.encoding.offsets,
-                        rows: r.rows,
-                    })
+                    .map(TokenRows::from)
                     .collect())
             },
         )
-    }
-
-    /// The dense residual row of each word's last token (what a dense probe reads), per
-    /// document, cached like [`CodeEncoder::corpus_codes`] (bf16 on disk). The SAE is not
-    /// run; a word no token overlaps gets a zero row.
-    pub fn word_residuals(
-        &self,
-        corpus: &Corpus,
-        root: Option<&Path>,
-        progress: impl FnMut(usize, usize),
-    ) -> Result<Vec<WordRows>> {
-        let key = self.key(corpus);
-        let dir = root.map(|r| r.join(format!("{}-dense", key.folder_name())));
-        cached(corpus, &key, dir, WORDS_FILE, progress, |_, chunk| {
-            let texts: Vec<&str> = chunk.iter().map(|d| d.text.as_str()).collect();
-            let residuals = self.extractor.run(&texts, |_| {})?;
-            chunk
-                .iter()
-                .zip(residuals)
-                .map(|(document, r)| word_rows(document, &r))
-                .collect()
-        })
     }
 }
 
@@ -296,9 +305,18 @@ struct TokenRows {
     rows: Vec<f32>,
 }
 
-fn word_rows(document: &Document, residuals: &Residuals) -> Result<WordRows> {
-    let d = residuals.rows.len() / residuals.encoding.ids.len().max(1);
-    let alignment = Alignment::new(document, &residuals.encoding.offsets)?;
+impl From<Residuals> for TokenRows {
+    fn from(residuals: Residuals) -> Self {
+        TokenRows {
+            offsets: residuals.encoding.offsets,
+            rows: residuals.rows,
+        }
+    }
+}
+
+fn word_rows(document: &Document, residuals: TokenRows) -> Result<WordRows> {
+    let d = residuals.rows.len() / residuals.offsets.len().max(1);
+    let alignment = Alignment::new(document, &residuals.offsets)?;
     let mut rows = vec![0.0; alignment.n_words() * d];
     for (w, row) in rows.chunks_exact_mut(d.max(1)).enumerate() {
         if let Some(t) = alignment.tokens_of(w).last() {
@@ -661,6 +679,7 @@ mod tests {
             corpus: "c".into(),
             window: (1024, 128),
             documents: 3,
+            echo: false,
         }
     }
 

@@ -468,6 +468,7 @@ mod tests {
             layer: 9,
             sae_id: "s".into(),
             data_checksum: String::new(),
+            echo: false,
         }
     }
 

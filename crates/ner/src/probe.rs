@@ -462,6 +462,7 @@ mod tests {
                 layer: 9,
                 sae_id: "s".into(),
                 data_checksum: "c".into(),
+                echo: false,
             },
             options: ProbeOptions {
                 epochs: 200,

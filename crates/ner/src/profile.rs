@@ -27,6 +27,11 @@ pub struct Origin {
     pub sae_id: String,
     /// Checksum of the calibration data ([`crate::Corpus::checksum`]).
     pub data_checksum: String,
+    /// Whether the residuals were read with echo
+    /// ([`saener_lm::residuals::ExtractOptions::echo`]); inference must read them the same
+    /// way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub echo: bool,
 }
 
 /// A kept row: feature `feature` votes for type `label` with `precision`, smoothed from
@@ -426,6 +431,7 @@ mod tests {
             layer: 3,
             sae_id: "s".into(),
             data_checksum: corpus.checksum(),
+            echo: false,
         };
         let calibration = CalibrationParams {
             p_min: 0.9,

@@ -560,6 +560,7 @@ mod tests {
                 layer: 9,
                 sae_id: "s".into(),
                 data_checksum: "c".into(),
+                echo: false,
             },
             options: TaggerOptions {
                 window,

@@ -79,6 +79,7 @@ pub(crate) fn profile(
             layer: 9,
             sae_id: "sae-a".into(),
             data_checksum: "c0ffee".into(),
+            echo: false,
         },
         d_sae: 64,
         labels: labels.iter().map(|l| l.to_string()).collect(),

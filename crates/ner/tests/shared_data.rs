@@ -247,6 +247,7 @@ fn oracle_codes_decode_to_gold_with_exact_offsets() {
                 layer: 9,
                 sae_id: "s".into(),
                 data_checksum: corpus.checksum(),
+                echo: false,
             },
             d_sae: 200,
             labels: labels.clone(),

@@ -154,22 +154,26 @@ function pin(i) {
 
 function showEvidence(i) {
   const entity = current.entities[i];
+  // Naive-Bayes profiles rank evidence by its summed log-odds for the span's tags against O.
+  const logOdds = entity.evidence.some((ev) => ev.log_odds !== undefined);
   const rows = entity.evidence.map((ev) =>
     el(
       "tr",
       {},
       el("td", {}, el("button", { type: "button", class: "feature-link", onclick: () => showFeature(ev.feature) }, `#${ev.feature}`)),
       el("td", { class: "num" }, ev.activation.toFixed(1)),
+      ...(logOdds ? [el("td", { class: "num" }, (ev.log_odds ?? 0).toFixed(2))] : []),
       el("td", { class: "num" }, bar(ev.precision), ev.precision.toFixed(2))
     )
   );
+  const headers = ["activation", ...(logOdds ? ["log-odds vs O"] : []), `precision for ${entity.label}`];
   $("evidence").replaceChildren(
     el("h2", { id: "evidence-title" }, "Evidence"),
     el("p", {}, el("strong", {}, entity.text), ` — ${entity.label}, score ${entity.score.toFixed(2)}, characters ${entity.start}–${entity.end}`),
     el(
       "table",
       { "aria-label": `Features that voted ${entity.label}` },
-      el("thead", {}, el("tr", {}, el("th", {}, "feature"), el("th", { class: "num" }, "activation"), el("th", { class: "num" }, `precision for ${entity.label}`))),
+      el("thead", {}, el("tr", {}, el("th", {}, "feature"), ...headers.map((h) => el("th", { class: "num" }, h)))),
       el("tbody", {}, ...rows)
     )
   );

@@ -190,7 +190,7 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut sink = Sink::open(args.output.as_deref(), kept > 0)?;
 
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let annotator = Annotator::new(stack.encoder().extractor, &stack.sae, &profile, params)?;
     if kept > 0 {

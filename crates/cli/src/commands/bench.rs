@@ -129,7 +129,8 @@ pub fn run(args: Args) -> Result<()> {
     }
     if let Some((profile, sae, layer)) = &annotate {
         println!(
-            "\nannotate end to end (tokenize, blocks 0..={layer}, {} of {} SAE features, decode) beside the forward pass alone, same inputs, repeats interleaved:",
+            "\nannotate end to end (tokenize, blocks 0..={layer}{}, {} of {} SAE features, decode) beside one plain forward pass, same inputs, repeats interleaved:",
+            if profile.origin.echo { " over each text read twice (echo)" } else { "" },
             profile.features().len(),
             sae.config().d_sae
         );

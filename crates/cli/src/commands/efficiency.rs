@@ -68,16 +68,12 @@ pub fn run(args: Args) -> Result<()> {
         "--profile {}: efficiency re-calibrates the noisy-or decoder's rows, and this profile uses the naive-Bayes decoder",
         args.profile
     );
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let train = read_corpus(&args.data, Context::Document)?;
     let test = read_corpus(&args.test, Context::Document)?;
-    let root = args.cache.root();
-    let encoder = stack.encoder();
-    let dense_train =
-        WordFeatures::dense(&encoder.word_residuals(&train, root.as_deref(), |_, _| {})?);
-    let dense_test =
-        WordFeatures::dense(&encoder.word_residuals(&test, root.as_deref(), |_, _| {})?);
+    let dense_train = stack.dense_words(&train, &args.cache)?;
+    let dense_test = stack.dense_words(&test, &args.cache)?;
     let train = stack.encode(train, &args.cache)?;
     let test = stack.encode(test, &args.cache)?;
     let d_sae = stack.sae.config().d_sae;

@@ -65,7 +65,7 @@ pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
     let params = args.decoding.apply(&profile)?;
 
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let gold = read_corpus(&args.data, args.context)?;
     let data_checksum = gold.checksum();

@@ -19,7 +19,7 @@ With --dev, every --l2 value is trained and the one with the best strict micro F
     )]
     Train(Box<TrainArgs>),
     /// Score a probe on labelled data, exactly as `saener eval` scores a profile.
-    Eval(EvalArgs),
+    Eval(Box<EvalArgs>),
 }
 
 #[derive(clap::Args)]
@@ -98,7 +98,7 @@ pub struct EvalArgs {
 pub fn run(command: Command) -> Result<()> {
     match command {
         Command::Train(args) => train(*args),
-        Command::Eval(args) => eval(args),
+        Command::Eval(args) => eval(*args),
     }
 }
 
@@ -195,8 +195,9 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let probe = Probe::load(&args.probe)?;
-    let stack = Stack::load_at(&args.stack, args.layer)?;
+    let mut stack = Stack::load_at(&args.stack, args.layer)?;
     let origin = &probe.meta.origin;
+    stack.follow(origin)?;
     let sae_matters = probe.meta.input == ProbeInput::Sae;
     if origin.model != stack.model_id
         || origin.layer != stack.layer

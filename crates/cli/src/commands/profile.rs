@@ -68,7 +68,7 @@ fn contexts(args: ContextsArgs) -> Result<()> {
     let file = path.display().to_string();
     let profile = Profile::parse(&text, &file)?;
     let out = args.out.unwrap_or(path);
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let corpus = read_corpus(&args.data, args.context)?;
     anyhow::ensure!(

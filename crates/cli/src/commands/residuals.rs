@@ -68,6 +68,7 @@ pub fn run(args: Args) -> Result<()> {
                 window: args.window,
                 overlap: args.overlap,
             },
+            echo: false,
         },
     };
     if let Some(store) = &args.store {

@@ -35,7 +35,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let corpus = read_words(&args.data, args.context)?;
     if corpus.checksum() == profile.origin.data_checksum {

@@ -28,6 +28,11 @@ pub struct StackArgs {
     /// Sequences per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// Read each document twice and take the second copy's residuals ("echo": every token
+    /// then has seen the whole document; doubles the model's work). Profiles and probes
+    /// record it, and reading one with its stack follows it.
+    #[arg(long)]
+    pub echo: bool,
 }
 
 /// What context each sentence of a labelled corpus is read in.
@@ -130,6 +135,8 @@ pub struct Stack {
     /// SHA-256 of the model file.
     pub model_id: String,
     pub batch_size: usize,
+    /// Echo reading ([`StackArgs::echo`]).
+    pub echo: bool,
 }
 
 impl Stack {
@@ -166,6 +173,7 @@ impl Stack {
             layer,
             model_id,
             batch_size: args.batch_size,
+            echo: args.echo,
         })
     }
 
@@ -176,6 +184,7 @@ impl Stack {
                 model: &self.model,
                 options: ExtractOptions {
                     batch_size: self.batch_size,
+                    echo: self.echo,
                     ..ExtractOptions::new(self.layer)
                 },
             },
@@ -191,23 +200,39 @@ impl Stack {
             layer: self.layer,
             sae_id: self.sae.id().to_string(),
             data_checksum: corpus.checksum(),
+            echo: self.echo,
         }
     }
 
-    /// Errors unless `profile` was calibrated for this model, layer and SAE.
-    pub fn check(&self, profile: &Profile) -> Result<()> {
+    /// Errors unless `profile` was calibrated for this model, layer and SAE; then reads
+    /// residuals as `origin` did (echo or not).
+    pub fn check(&mut self, profile: &Profile) -> Result<()> {
         profile
             .check_compatible(&self.model_id, self.layer, self.sae.id())
-            .context("the profile belongs to another model or SAE (pass the --sae it was calibrated with)")
+            .context("the profile belongs to another model or SAE (pass the --sae it was calibrated with)")?;
+        self.follow(&profile.origin)
+    }
+
+    /// Reads residuals as `origin` was read (echo or not); `--echo` against an origin
+    /// without it is an error rather than a silent mismatch.
+    pub fn follow(&mut self, origin: &Origin) -> Result<()> {
+        if self.echo && !origin.echo {
+            anyhow::bail!("--echo was given, but the profile or probe was calibrated without it");
+        }
+        self.echo = origin.echo;
+        Ok(())
     }
 
     /// Each word's dense residual (at its last token) at this stack's layer, through the
     /// cache.
     pub fn dense_words(&self, corpus: &Corpus, cache: &CacheArgs) -> Result<WordFeatures> {
         let root = cache.root();
-        let rows = self
-            .encoder()
-            .word_residuals(corpus, root.as_deref(), |_, _| {})?;
+        let rows = self.encoder().word_residuals(
+            corpus,
+            root.as_deref(),
+            cache.keep_residuals,
+            |_, _| {},
+        )?;
         Ok(WordFeatures::dense(&rows))
     }
 

@@ -130,7 +130,7 @@ pub fn run(args: Args) -> Result<()> {
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let profile_name = args.profile.clone().unwrap_or(args.dataset.clone());
     let profile = load_profile(&profile_name)?;
-    let stack = Stack::load(&args.stack)?;
+    let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
 
     let train = Featured::load(&stack, &train_path, &args.cache)?;

@@ -201,8 +201,9 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let tagger = Tagger::load(&args.tagger)?;
-    let stack = Stack::load_at(&args.stack, args.layer)?;
+    let mut stack = Stack::load_at(&args.stack, args.layer)?;
     let origin = &tagger.meta.origin;
+    stack.follow(origin)?;
     if origin.model != stack.model_id || origin.layer != stack.layer {
         anyhow::bail!(
             "{}: the tagger was trained on model {} layer {}, but this run uses model {} layer {} (pass the --model and --layer it was trained with)",
