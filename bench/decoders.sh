@@ -12,20 +12,15 @@
 # Writes results/decoders/<benchmark>-<decoder>.{json,sweep.jsonl,eval.json,log}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SAENER_SHARED:-../shared}/data
+source bench/common.sh
 OUT=results/decoders
 mkdir -p "$OUT"
-saener() {
-  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
-}
 
 NOISY_OR=(--tau 80,100,125,150 --p-min 0.1,0.15,0.2,0.3 --s-min 3,10
           --threshold 0.6,0.7,0.8,0.9,0.95 --extend none,0.4,0.5,0.7)
-# One grid for every benchmark and naive-Bayes variant; the variants differ only in the
-# offsets and the decoding mode. (τ below 80 gave the same counts as 20 or 40: the shipped
-# SAE's firing thresholds sit above those.)
-GRID=(--decoder naive-bayes --tau 80,125 --s-min 3 --nb-alpha 0.1,0.5
-      --nb-scale 0.12,0.25,0.5 --nb-absence 0.5,1 --nb-bias=-8,-6,-4,-2,0,2 --nb-weight 0,0.5,1)
+# One grid (common.sh's NB_GRID) for every benchmark and naive-Bayes variant; the variants
+# differ only in the offsets and the decoding mode. (τ below 80 gave the same counts as 20 or
+# 40: the shipped SAE's firing thresholds sit above those.)
 declare -A VARIANT=(
   [nb]="--nb-viterbi false"
   [nb-window]="--nb-viterbi false --nb-offsets=-1,1,2"
@@ -43,7 +38,7 @@ for bench in "${BENCHES[@]}"; do
   for variant in noisy-or nb nb-window nb-window-viterbi; do
     if [ "$variant" = noisy-or ]; then grid=("${NOISY_OR[@]}"); else
       # shellcheck disable=SC2206
-      grid=("${GRID[@]}" ${VARIANT[$variant]})
+      grid=("${NB_GRID[@]}" ${VARIANT[$variant]})
     fi
     saener calibrate --data "$DATA/$bench/train.conll" "${choose[@]}" "${grid[@]}" \
       --out "$OUT/$bench-$variant.json" \

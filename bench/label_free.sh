@@ -18,14 +18,11 @@
 # same seed draws them again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SAENER_SHARED:-../shared}/data
+source bench/common.sh
 OUT=results/label_free
 EXAMPLES=$(mktemp -d)
 trap 'rm -rf "$EXAMPLES"' EXIT
 mkdir -p "$OUT"
-saener() {
-  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
-}
 # One grid for every benchmark and both modes; the choice is made without labels.
 GRID=(--tau 60,80,100,125 --p-min 0.1,0.2,0.3 --threshold 0.5,0.7,0.9 --extend none,0.5)
 

@@ -4,12 +4,9 @@
 # dev. Prints one "layer L: dev strict micro F1" line per layer; RESULTS.md quotes them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SAENER_SHARED:-../shared}/data
+source bench/common.sh
 OUT=${TMPDIR:-/tmp}/saener-layer-sweep
 mkdir -p "$OUT"
-saener() {
-  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
-}
 for layer in ${LAYERS:-1 3 5 7 9 11 13 15 17}; do
   saener probe train --input dense --layer "$layer" --max-documents 150 \
     --data "$DATA/conll2003/train.conll" --dev "$DATA/conll2003/dev.conll" --l2 1e-4 \

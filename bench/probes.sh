@@ -8,11 +8,8 @@
 #   bash bench/probes.sh          # ~30 min cold (dense residuals are extracted once and cached)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SAENER_SHARED:-../shared}/data
+source bench/common.sh
 OUT=results/probes
-saener() {
-  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
-}
 mkdir -p "$OUT"
 for input in sae dense; do
   for ds in conll2003 ncbi_disease; do

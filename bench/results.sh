@@ -8,11 +8,8 @@
 # Codes are cached under $SAENER_HOME/codes, so a second run takes seconds per step.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SAENER_SHARED:-../shared}/data
+source bench/common.sh
 PROFILES=models/gemma3-270m-l9-topk64-16k/profiles
-saener() {
-  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
-}
 
 case "${1:-}" in
 profiles)

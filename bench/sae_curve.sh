@@ -17,7 +17,7 @@
 # corpus once, and every further SAE only re-encodes (~2.5 KB of disk per token).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-DATA=${SAENER_SHARED:-../shared}/data
+source bench/common.sh
 STORE=$1 CORPUS=$2 RUNS=$3
 shift 3
 if [ $# -gt 0 ]; then TOKENS=("$@"); else TOKENS=(500000 1000000 2000000); fi
@@ -25,9 +25,6 @@ OUT=results/sae-curve
 CONFIG=models/gemma3-270m-l9-topk64-16k/train-config.json
 GRID=(--tau 80,100,125,150 --p-min 0.1,0.15,0.2,0.3 --s-min 3,10
       --threshold 0.6,0.7,0.8,0.9,0.95 --extend none,0.4,0.5,0.7)
-saener() {
-  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
-}
 mkdir -p "$OUT"
 for t in "${TOKENS[@]}"; do
   run=$RUNS/t$t

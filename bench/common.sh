@@ -1,0 +1,10 @@
+# Sourced by the bench scripts (from the repository root): the binary they run and the
+# shared-data folder.
+DATA=${SAENER_SHARED:-../shared}/data
+# `saener ARGS`: $SAENER_BIN if set (a prebuilt binary), else a release build of this tree.
+saener() {
+  if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi
+}
+# The naive-Bayes grid of the shipped decoder (bench/decoders.sh's nb-window-viterbi).
+NB_GRID=(--decoder naive-bayes --tau 80,125 --s-min 3 --nb-alpha 0.1,0.5
+         --nb-scale 0.12,0.25,0.5 --nb-absence 0.5,1 --nb-bias=-8,-6,-4,-2,0,2 --nb-weight 0,0.5,1)
