@@ -99,6 +99,10 @@ async function main() {
     check((await evidence.textContent()).includes(spans[0].text), "the evidence panel names the span");
     const rows = await evidence.locator("table tbody tr").count();
     check(rows >= 1, "the evidence panel lists the voting features");
+    // The shipped profiles decode with naive Bayes: each feature's log-odds is shown.
+    check((await evidence.locator("thead").textContent()).includes("log-odds"), "the evidence table shows log-odds");
+    const cells = await evidence.locator("table tbody tr").first().locator("td").count();
+    check(cells === 4, `an evidence row has feature, activation, log-odds and precision (${cells} cells)`);
 
     // Hover another span: a pinned span keeps the panel; unpin and hover.
     await page.keyboard.press("Escape");
