@@ -13,12 +13,13 @@ PROFILES=models/gemma3-270m-l9-topk64-16k/profiles
 
 case "${1:-}" in
 profiles)
-  # The shipped profiles are the naive-Bayes + neighbours + Viterbi profiles of the
-  # decoder ablation (bench/decoders.sh, which also re-makes the noisy-or profiles that
-  # shipped before issue 11, with the grid that made them).
-  bash bench/decoders.sh
+  # The shipped decoder: naive Bayes + neighbour words + Viterbi (bench/decoders.sh's
+  # nb-window-viterbi variant, whose ablation there was measured with the SAE of its day).
   for name in conll2003 ncbi_disease bc5cdr; do
-    cp "results/decoders/$name-nb-window-viterbi.json" "$PROFILES/$name.json"
+    if [ "$name" = bc5cdr ]; then choose=(--holdout 0.2); else choose=(--dev "$DATA/$name/dev.conll"); fi
+    saener calibrate --keep-residuals --data "$DATA/$name/train.conll" "${choose[@]}" \
+      "${NB_GRID[@]}" --nb-viterbi true --nb-offsets=-1,1,2 --out "$PROFILES/$name.json" \
+      --sweep-out "results/$name-sweep.jsonl"
     saener profile contexts --profile "$PROFILES/$name.json" --max-features 2000 \
       --data "$DATA/$name/train.conll"
   done
