@@ -313,3 +313,11 @@ fn decoding_overrides_are_refused_on_a_naive_bayes_profile() {
     ));
     assert!(stderr.contains("decodes with naive Bayes"), "{stderr}");
 }
+
+/// `serve` follows each profile's own reading, so `--echo` there is refused, before any
+/// model is loaded.
+#[test]
+fn serve_refuses_echo() {
+    let stderr = fails(saener(&["serve", "--echo"], ""));
+    assert!(stderr.contains("--echo"), "{stderr}");
+}

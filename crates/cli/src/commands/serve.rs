@@ -52,6 +52,10 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<()> {
+    anyhow::ensure!(
+        !args.stack.echo,
+        "--echo: serve reads text for each profile the way that profile was calibrated (echo or not); leave the flag out"
+    );
     let names = if args.profile.is_empty() {
         shipped_names()
     } else {

@@ -205,7 +205,7 @@ impl Stack {
     }
 
     /// Errors unless `profile` was calibrated for this model, layer and SAE; then reads
-    /// residuals as `origin` did (echo or not).
+    /// residuals the way the profile's were read (echo or not).
     pub fn check(&mut self, profile: &Profile) -> Result<()> {
         profile
             .check_compatible(&self.model_id, self.layer, self.sae.id())
