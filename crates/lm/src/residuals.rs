@@ -136,7 +136,6 @@ impl Extractor<'_> {
                 sequences.push((i, p * piece_len, ids));
             }
         }
-        sequences.sort_by_key(|(_, _, ids)| ids.len());
         let echoed: Vec<Encoding> = sequences
             .iter()
             .map(|(_, _, ids)| Encoding {
