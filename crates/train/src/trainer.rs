@@ -74,7 +74,8 @@ pub struct TrainConfig {
     pub total_tokens: u64,
     /// AuxK latents per row; `None` is `min(512, d_in / 2)`.
     pub aux_k: Option<usize>,
-    /// AuxK loss coefficient. Default 1/32.
+    /// AuxK loss coefficient. Default 1/32, on an AuxK term normalised as in EleutherAI's
+    /// sparsify (see `model.rs` for why not as in Gao et al.'s code).
     pub aux_coef: f32,
     /// A latent is dead (and eligible for AuxK) once it has not fired for this many rows.
     /// Default 1M (Gao et al. use 10M with far larger budgets).
@@ -253,7 +254,7 @@ pub struct StepMetrics {
     pub tokens: u64,
     /// Mean squared reconstruction error per element, in normalised input units.
     pub mse: f32,
-    /// AuxK loss (normalised by the error variance, before its coefficient).
+    /// AuxK loss (scaled and normalised by the input variance, before its coefficient).
     pub aux_loss: f32,
     /// Fraction of variance unexplained on the batch.
     pub fvu: f32,
