@@ -548,11 +548,6 @@ impl Pass {
         self.offsets[j] != self.offsets[j + 1]
     }
 
-    /// `[B, d]`: each row's reconstruction error `e = x - r` (normalised space).
-    pub(crate) fn errors(&self) -> &[f32] {
-        &self.err
-    }
-
     /// Whether latent `j` was active (main path) in some row of this pass.
     pub(crate) fn fired(&self, j: usize) -> bool {
         self.fired[j] > 0

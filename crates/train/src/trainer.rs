@@ -31,7 +31,6 @@ use serde::{Deserialize, Serialize};
 use crate::export::{SaeWeights, TrainedActivation, TrainedSae, TrainedSaeConfig, TrainingStats};
 use crate::linalg::{axpy, dot};
 use crate::model::{add_input_bias_grad, normalize, Params, Pass, PassConfig, Select};
-use crate::rng::Rng;
 use crate::store::{atomic_write, StoreReader};
 use crate::tensors::{self, Out};
 use crate::{io_err, Error, Result};
@@ -81,9 +80,6 @@ pub struct TrainConfig {
     /// A latent is dead (and eligible for AuxK) once it has not fired for this many rows.
     /// Default 1M (Gao et al. use 10M with far larger budgets).
     pub dead_tokens: u64,
-    /// Every this many steps, dead latents are re-initialised towards the worst-reconstructed
-    /// rows of that step's batch (Bricken et al. 2023's resampling). 0 (the default) never.
-    pub resample_every: u64,
     /// Seed for initialisation and data order.
     pub seed: u64,
     /// Steps between checkpoints. Default 100. Not part of the resume check.
@@ -118,7 +114,6 @@ impl Default for TrainConfig {
             aux_k: None,
             aux_coef: 1.0 / 32.0,
             dead_tokens: 1_000_000,
-            resample_every: 0,
             seed: 0,
             checkpoint_every: 100,
             shuffle_window_shards: 4,
@@ -606,63 +601,6 @@ impl State {
         );
     }
 
-    /// Re-initialises every dead latent (Bricken et al. 2023, adapted to TopK): its decoder
-    /// and encoder rows point along the reconstruction error of a batch row drawn with
-    /// probability ∝ its squared error, the encoder row scaled to the live latents' mean
-    /// norm so the latent can win the top-k on such rows; `b_enc`, the Adam moments and the
-    /// silence count start afresh. Deterministic in (seed, step), so resumes stay exact.
-    fn resample(&mut self, pass: &Pass, cfg: &TrainConfig) {
-        let (d, n) = (self.params.d, self.params.n);
-        let dead: Vec<usize> = (0..n)
-            .filter(|&j| self.since_fired[j] >= cfg.dead_tokens)
-            .collect();
-        if dead.is_empty() {
-            return;
-        }
-        let p = &mut self.params;
-        let live: Vec<f64> = (0..n)
-            .filter(|&j| self.since_fired[j] < cfg.dead_tokens)
-            .map(|j| dot(&p.w_enc[j * d..(j + 1) * d], &p.w_enc[j * d..(j + 1) * d]).sqrt() as f64)
-            .collect();
-        let enc_norm = if live.is_empty() {
-            1.0
-        } else {
-            (live.iter().sum::<f64>() / live.len() as f64) as f32
-        };
-        let err = pass.errors();
-        let cumulative: Vec<f64> = err
-            .chunks(d)
-            .scan(0.0f64, |acc, e| {
-                *acc += dot(e, e) as f64;
-                Some(*acc)
-            })
-            .collect();
-        let Some(&total) = cumulative.last().filter(|&&t| t > 0.0) else {
-            return;
-        };
-        let mut rng = Rng::derive(cfg.seed, &[0x5e5a, self.step]);
-        for j in dead {
-            let u = rng.uniform() * total;
-            let i = cumulative
-                .partition_point(|&c| c <= u)
-                .min(cumulative.len() - 1);
-            let r = j * d..(j + 1) * d;
-            p.w_dec[r.clone()].copy_from_slice(&err[i * d..(i + 1) * d]);
-            normalize(&mut p.w_dec[r.clone()]);
-            for (enc, &dec) in p.w_enc[r.clone()].iter_mut().zip(&p.w_dec[r.clone()]) {
-                *enc = dec * enc_norm;
-            }
-            p.b_enc[j] = 0.0;
-            for mo in [&mut self.adam_w_enc, &mut self.adam_w_dec] {
-                mo.m[r.clone()].fill(0.0);
-                mo.v[r.clone()].fill(0.0);
-            }
-            self.adam_b_enc.m[j] = 0.0;
-            self.adam_b_enc.v[j] = 0.0;
-            self.since_fired[j] = 0;
-        }
-    }
-
     /// The weights folded back to raw-residual space (see [`crate::export`]).
     fn export(
         &self,
@@ -901,9 +839,6 @@ pub fn train(
                 since.saturating_add(b as u64)
             };
         }
-        if cfg.resample_every > 0 && (state.step + 1) % cfg.resample_every == 0 {
-            state.resample(&pass, cfg);
-        }
         if let Some(t) = stats.min_kept {
             // The inference threshold averages the batch thresholds once warm-up is over
             // (and at least over the last step).
@@ -1087,76 +1022,6 @@ mod tests {
     }
 
     #[test]
-    fn resampling_points_dead_latents_at_reconstruction_errors() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = synthetic_store(&dir.path().join("store"), 32, 2, 512);
-        let cfg = TrainConfig {
-            resample_every: 1,
-            ..small_config()
-        };
-        let mut state = State::init(&cfg, &store, &[0]).unwrap();
-        let mut batch = Vec::new();
-        let mut stream = store.stream(&[0], cfg.seed, 1).unwrap();
-        stream.next_batch(cfg.batch_size, &mut batch).unwrap();
-        let mut pass = Pass::default();
-        pass.run(&state.params, &batch, &cfg.pass_config(), &[]);
-        state.update(&pass, &cfg, 1e-3);
-        let dead = [3usize, 17, 40];
-        for &j in &dead {
-            state.since_fired[j] = cfg.dead_tokens;
-            state.params.b_enc[j] = -5.0;
-        }
-        let before = state.params.clone();
-        state.resample(&pass, &cfg);
-
-        let (d, n) = (cfg.d_in, cfg.d_sae);
-        let live_norm = (0..n)
-            .filter(|j| !dead.contains(j))
-            .map(|j| {
-                dot(
-                    &before.w_enc[j * d..(j + 1) * d],
-                    &before.w_enc[j * d..(j + 1) * d],
-                )
-                .sqrt()
-            })
-            .sum::<f32>()
-            / (n - dead.len()) as f32;
-        let p = &state.params;
-        for j in 0..n {
-            let r = j * d..(j + 1) * d;
-            if !dead.contains(&j) {
-                assert_eq!(
-                    p.w_dec[r.clone()],
-                    before.w_dec[r.clone()],
-                    "live latent {j} moved"
-                );
-                assert_eq!(p.w_enc[r.clone()], before.w_enc[r]);
-                continue;
-            }
-            let dec = &p.w_dec[r.clone()];
-            assert!(
-                (dot(dec, dec) - 1.0).abs() < 1e-5,
-                "decoder row {j} not unit-norm"
-            );
-            // Along some row's reconstruction error.
-            let best = pass
-                .errors()
-                .chunks(d)
-                .map(|e| dot(e, dec) / dot(e, e).sqrt().max(1e-12))
-                .fold(f32::MIN, f32::max);
-            assert!(best > 0.9999, "latent {j}: best cosine {best}");
-            for (enc, &dd) in p.w_enc[r.clone()].iter().zip(dec) {
-                assert!((enc - dd * live_norm).abs() < 1e-4 * live_norm);
-            }
-            assert_eq!(p.b_enc[j], 0.0);
-            assert_eq!(state.since_fired[j], 0);
-            assert!(state.adam_w_enc.m[r.clone()].iter().all(|&m| m == 0.0));
-            assert!(state.adam_w_dec.v[r].iter().all(|&v| v == 0.0));
-            assert_eq!(state.adam_b_enc.m[j], 0.0);
-        }
-    }
-
-    #[test]
     fn stopped_and_resumed_run_matches_uninterrupted_bitwise() {
         let dir = tempfile::tempdir().unwrap();
         let store = synthetic_store(&dir.path().join("store"), 32, 4, 300);
@@ -1164,7 +1029,6 @@ mod tests {
             total_tokens: 128 * 60,
             checkpoint_every: 7,
             dead_tokens: 128 * 3, // AuxK active during the run
-            resample_every: 10,
             activation: ActivationKind::BatchTopK,
             ..small_config()
         };
