@@ -15,8 +15,8 @@
 //!
 //! The AuxK term is normalised by the input's variance and scaled down while few latents are
 //! dead, as in EleutherAI's sparsify. Gao et al.'s code divides by the variance of `e`
-//! instead, which at FVU ≈ 0.02 makes the term ~40× stronger; here that silenced most
-//! latents instead of reviving them (RESULTS.md, "AuxK").
+//! instead, which at FVU ≈ 0.02 makes the term ~40× stronger; here its pull on the shared
+//! `b_dec` silenced half the latents within 2 M tokens (RESULTS.md, "Beyond 5 M tokens").
 //!
 //! Backward: `dL/dr_i = -2 e_i / var_x` and `dL/dê_i = 2cs (ê_i - e_i) / var_x`; a selected
 //! latent `j` of row `i` gets `g_ij = dL/dpre_ij = dL/dr_i · W_dec[j]` (its relu and top-k
