@@ -275,6 +275,64 @@ fn calibrate_eval_annotate_on_ncbi_documents() {
     assert_eq!(read_json(&runs).as_array().unwrap().len(), 9);
     assert!(std::fs::read_to_string(&svg).unwrap().starts_with("<svg"));
 
+    // A naive-Bayes profile is recounted with its own parameters: on all of its own
+    // calibration data, the recount scores exactly what the profile does.
+    let nb = dir.path().join("nb.json");
+    let nb_args = [
+        "--decoder",
+        "naive-bayes",
+        "--tau",
+        "80",
+        "--s-min",
+        "3",
+        "--nb-offsets=-1,1",
+        "--nb-weight",
+        "0.5",
+        "--nb-bias=-2",
+    ];
+    let data_args = ["--data", &path(&train), "--cache", &path(&cache)];
+    ok(saener(
+        &[
+            &["calibrate", "--out", &path(&nb)],
+            &data_args[..],
+            &nb_args,
+        ]
+        .concat(),
+        "",
+    ));
+    let nb_report = dir.path().join("nb-report.json");
+    ok(saener(
+        &[
+            "eval",
+            "--profile",
+            &path(&nb),
+            "--data",
+            &path(&dev),
+            "--json",
+            &path(&nb_report),
+            "--cache",
+            &path(&cache),
+        ],
+        "",
+    ));
+    let nb_runs = dir.path().join("nb-eff.json");
+    ok(saener(
+        &[
+            &["efficiency", "--profile", &path(&nb), "--test", &path(&dev)],
+            &data_args[..],
+            &["--sizes", "all", "--json", &path(&nb_runs)],
+        ]
+        .concat(),
+        "",
+    ));
+    let runs = read_json(&nb_runs);
+    let sae_ner = &runs.as_array().unwrap()[0];
+    assert_eq!(sae_ner["method"], "SAE-NER");
+    assert_eq!(
+        sae_ner["f1"],
+        read_json(&nb_report)["strict"]["micro"]["f1"]
+    );
+
     let texts = [
         "Germline mutations in BRCA1 predispose to breast and ovarian cancer.",
         "",

@@ -141,6 +141,24 @@ fn one() -> f64 {
 }
 
 impl NaiveBayes {
+    /// The offset weights and scalars this model was built with, for recounting it on other
+    /// data with [`NbCounts::model`] (`s_min` is the profile's; `labels` its label order).
+    pub fn recipe(&self, labels: &[String], s_min: u32) -> (Vec<(i32, f64)>, NbParams) {
+        let weights = self.offsets.iter().map(|o| (o.offset, o.weight)).collect();
+        let params = NbParams {
+            alpha: self.alpha,
+            s_min,
+            scale: self.scale,
+            absence: self.absence,
+            bias: labels
+                .iter()
+                .map(|l| self.bias.get(l).copied().unwrap_or(0.0))
+                .collect(),
+            viterbi: self.viterbi,
+        };
+        (weights, params)
+    }
+
     /// The distinct features of every offset, ascending.
     pub fn features(&self) -> Vec<u32> {
         let mut features: Vec<u32> = self
@@ -347,13 +365,15 @@ pub struct NbCounts {
 
 impl NbCounts {
     /// Counts every document of `encoded` (codes of an SAE `d_sae` wide) for `labels`, at
-    /// thresholds `taus` and word offsets `offsets`.
+    /// thresholds `taus` and word offsets `offsets`. With `words` (per document, per word)
+    /// only the words marked true are counted; their neighbours' features still count.
     pub fn from_corpus(
         encoded: &EncodedCorpus,
         d_sae: usize,
         labels: Vec<String>,
         mut taus: Vec<f32>,
         mut offsets: Vec<i32>,
+        words: Option<&[Vec<bool>]>,
     ) -> Result<NbCounts> {
         if taus.is_empty() || taus.iter().any(|t| !t.is_finite() || *t < 0.0) {
             return Err(argument(
@@ -391,6 +411,7 @@ impl NbCounts {
                     &encoded.corpus.documents[i],
                     &encoded.alignments[i],
                     &encoded.codes[i],
+                    |w| words.is_none_or(|m| m[i][w]),
                 )
             },
             |total, part| {
@@ -400,11 +421,13 @@ impl NbCounts {
         )
     }
 
+    /// Counts the words of `document` for which `keep(word index in the document)` holds.
     fn add_document(
         &mut self,
         document: &Document,
         alignment: &Alignment,
         codes: &[saener_sae::SparseCode],
+        keep: impl Fn(usize) -> bool,
     ) -> Result<()> {
         alignment.check(document, codes.len())?;
         let d_sae = self.d_sae;
@@ -438,8 +461,14 @@ impl NbCounts {
             let n = sentence.words.len();
             let mut from = 0;
             for (w, &c) in classes.iter().enumerate() {
-                self.transitions[from * k + c] += 1;
+                let counted = keep(first + w);
+                if counted {
+                    self.transitions[from * k + c] += 1;
+                }
                 from = 1 + c;
+                if !counted {
+                    continue;
+                }
                 for (o, &offset) in self.offsets.iter().enumerate() {
                     let Some(neighbour) = w.checked_add_signed(offset as isize).filter(|&x| x < n)
                     else {
@@ -1149,7 +1178,7 @@ mod tests {
     }
 
     fn counts() -> NbCounts {
-        NbCounts::from_corpus(&toy(), 16, labels(), vec![0.0, 1.5], vec![1, 0]).unwrap()
+        NbCounts::from_corpus(&toy(), 16, labels(), vec![0.0, 1.5], vec![1, 0], None).unwrap()
     }
 
     fn row(table: &OffsetTable, feature: u32) -> Vec<u32> {
@@ -1192,6 +1221,50 @@ mod tests {
         );
         assert!(counts().model(0.5, &[(0, 1.0)], &params()).is_err());
         assert!(counts().model(0.0, &[(2, 1.0)], &params()).is_err());
+    }
+
+    #[test]
+    fn masked_words_are_left_out_and_a_model_rebuilds_from_its_recipe() {
+        let weights = [(0, 1.0), (1, 0.5)];
+        let all = counts().model(0.0, &weights, &params()).unwrap();
+        let everything = vec![vec![true; 4]];
+        let same = NbCounts::from_corpus(
+            &toy(),
+            16,
+            labels(),
+            vec![0.0],
+            vec![0, 1],
+            Some(&everything),
+        )
+        .unwrap()
+        .model(0.0, &weights, &params())
+        .unwrap();
+        assert_eq!(same, all);
+        // Only "visited Paris" kept: Angela and Merkel count nowhere, but "visited" still
+        // sees Paris's f3 at +1.
+        let tail = vec![vec![false, false, true, true]];
+        let part = NbCounts::from_corpus(&toy(), 16, labels(), vec![0.0], vec![0, 1], Some(&tail))
+            .unwrap()
+            .model(0.0, &weights, &params())
+            .unwrap();
+        assert_eq!(part.offsets[0].words, [1, 0, 0, 1, 0]);
+        assert_eq!(row(&part.offsets[0], 2), [1, 0, 0, 0, 0]);
+        assert_eq!(row(&part.offsets[1], 3), [1, 0, 0, 0, 0]);
+        // The transition into "visited" (from I-PER) still counts; none from the start.
+        assert_eq!(part.transitions[0], [0, 0, 0, 0, 0]);
+        assert_eq!(part.transitions[1 + 2], [1, 0, 0, 0, 0]);
+        assert_eq!(part.transitions[1], [0, 0, 0, 1, 0]);
+
+        let biased = NbParams {
+            bias: vec![-2.0, 1.5],
+            s_min: 1,
+            viterbi: false,
+            ..params()
+        };
+        let model = counts().model(0.0, &weights, &biased).unwrap();
+        let (w, p) = model.recipe(&labels(), 1);
+        assert_eq!((w.as_slice(), &p), (&weights[..], &biased));
+        assert_eq!(counts().model(0.0, &w, &p).unwrap(), model);
     }
 
     #[test]

@@ -463,6 +463,7 @@ fn run_naive_bayes(
             labels.clone(),
             args.tau.clone(),
             offsets.clone(),
+            None,
         )
     };
     let started = std::time::Instant::now();

@@ -1,8 +1,8 @@
 use anyhow::{Context as _, Result};
 use plotters::prelude::*;
 use saener_ner::{
-    evaluate_corpus, word_classes, Decoder, FeatureCounts, Probe, ProbeInput, ProbeMeta,
-    ProbeOptions, Profile, WordFeatures,
+    evaluate_corpus, word_classes, Decoder, EncodedCorpus, FeatureCounts, NbCounts, Probe,
+    ProbeInput, ProbeMeta, ProbeOptions, Profile, WordFeatures,
 };
 use serde::Serialize;
 use std::path::PathBuf;
@@ -14,8 +14,8 @@ use crate::commands::stack::{load_profile, read_corpus, CacheArgs, Context, Stac
 --data ../shared/data/conll2003/train.conll --test ../shared/data/conll2003/test.conll \
 --json results/efficiency-conll2003.json --svg results/efficiency-conll2003.svg\n\n\
 For each size, sentences are drawn from --data (each kept in its document's context); \
-SAE-NER recounts the profile's rows on them with the profile's parameters, and the two \
-probes (SAE codes, dense residual) are trained on their words; all are scored on --test \
+SAE-NER recounts the profile (its voting rows, or its naive-Bayes counts) on them with the \
+profile's parameters, and the two probes (SAE codes, dense residual) are trained on their words; all are scored on --test \
 (strict micro F1).")]
 pub struct Args {
     /// The profile whose parameters and labels are used (path or shipped name).
@@ -63,11 +63,6 @@ const METHODS: [&str; 3] = ["SAE-NER", "probe on SAE codes", "probe on dense res
 
 pub fn run(args: Args) -> Result<()> {
     let profile = load_profile(&args.profile)?;
-    anyhow::ensure!(
-        profile.naive_bayes.is_none(),
-        "--profile {}: efficiency re-calibrates the noisy-or decoder's rows, and this profile uses the naive-Bayes decoder",
-        args.profile
-    );
     let mut stack = Stack::load(&args.stack)?;
     stack.check(&profile)?;
     let train = read_corpus(&args.data, Context::Document)?;
@@ -94,20 +89,7 @@ pub fn run(args: Args) -> Result<()> {
         let draws = if n == total_sentences { 1 } else { args.draws };
         for draw in 0..draws {
             let masks = train.corpus.sample_sentences(n, draw);
-            let counts = FeatureCounts::from_corpus(
-                &train,
-                d_sae,
-                profile.labels.clone(),
-                vec![profile.calibration.tau],
-                profile.counted_tokens,
-                Some(&masks),
-            )?;
-            let sampled = Profile::calibrate(
-                profile.origin.clone(),
-                &counts,
-                profile.calibration,
-                profile.decoding,
-            )?;
+            let sampled = recount(&profile, &train, d_sae, &masks)?;
             let predicted = Decoder::new(&sampled, sampled.decoding)?.predict_corpus(&test)?;
             let mut results = vec![evaluate_corpus(&test.corpus, &predicted)?];
 
@@ -225,6 +207,39 @@ fn summarise(scores: &[RunScore]) -> Vec<Summary> {
         }
     }
     out
+}
+
+/// `profile` recounted on the words `masks` keeps, with the profile's own parameters.
+fn recount(
+    profile: &Profile,
+    train: &EncodedCorpus,
+    d_sae: usize,
+    masks: &[Vec<bool>],
+) -> Result<Profile> {
+    let tau = profile.calibration.tau;
+    let labels = profile.labels.clone();
+    if let Some(nb) = &profile.naive_bayes {
+        let (weights, params) = nb.recipe(&profile.labels, profile.calibration.s_min);
+        let offsets = weights.iter().map(|&(o, _)| o).collect();
+        let counts = NbCounts::from_corpus(train, d_sae, labels, vec![tau], offsets, Some(masks))?;
+        let mut sampled = profile.clone();
+        sampled.naive_bayes = Some(counts.model(tau, &weights, &params)?);
+        return Ok(sampled);
+    }
+    let counts = FeatureCounts::from_corpus(
+        train,
+        d_sae,
+        labels,
+        vec![tau],
+        profile.counted_tokens,
+        Some(masks),
+    )?;
+    Ok(Profile::calibrate(
+        profile.origin.clone(),
+        &counts,
+        profile.calibration,
+        profile.decoding,
+    )?)
 }
 
 /// F1 (mean, with min–max bars) against calibration sentences on a log axis.
