@@ -15,8 +15,8 @@ use crate::commands::stack::{load_profile, read_corpus, CacheArgs, Context, Stac
 --json results/efficiency-conll2003.json --svg results/efficiency-conll2003.svg\n\n\
 For each size, sentences are drawn from --data (each kept in its document's context); \
 SAE-NER recounts the profile (its voting rows, or its naive-Bayes counts) on them with the \
-profile's parameters, and the two probes (SAE codes, dense residual) are trained on their words; all are scored on --test \
-(strict micro F1).")]
+profile's parameters, and the two probes (SAE codes, dense residual) are trained on their \
+words; all are scored on --test (strict micro F1).")]
 pub struct Args {
     /// The profile whose parameters and labels are used (path or shipped name).
     #[arg(long)]
