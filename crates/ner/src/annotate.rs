@@ -18,7 +18,7 @@ use crate::{Error, Result};
 /// A profile ready to annotate text with one model and SAE.
 pub struct Annotator<'a> {
     extractor: Extractor<'a>,
-    subset: FeatureSubset,
+    subset: FeatureSubset<'a>,
     decoder: Decoder,
 }
 
@@ -108,7 +108,7 @@ impl<'a> Annotator<'a> {
     /// read as the profile's were (echo or not), whatever the extractor's setting.
     pub fn new(
         mut extractor: Extractor<'a>,
-        sae: &Sae,
+        sae: &'a Sae,
         profile: &Profile,
         params: DecodeParams,
     ) -> Result<Annotator<'a>> {

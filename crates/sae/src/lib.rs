@@ -28,7 +28,7 @@ pub mod npy;
 mod sae;
 
 pub use format::{load_any, Dtype, Format};
-pub use sae::{Activation, FeatureSubset, Sae, SaeConfig, Source, SparseCode};
+pub use sae::{Activation, FeatureSubset, Sae, SaeConfig, Source, SparseCode, MASSIVE_NORM_RATIO};
 
 use std::path::PathBuf;
 

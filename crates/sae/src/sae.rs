@@ -21,6 +21,11 @@ use crate::{Error, Result};
 /// (256 × 16k features × 4 B = 16 MiB) while leaving gemm enough rows to run at full speed.
 const CHUNK_ROWS: usize = 256;
 
+/// [`Sae::with_batch_topk_threshold`] encodes rows above this multiple of the median row norm
+/// by TopK. Gemma 3 270M's layer-9 residuals leave a wide gap here: the 99.5th percentile is
+/// 1.45× the median, and the massive-activation rows start near 8×.
+pub const MASSIVE_NORM_RATIO: f32 = 4.0;
+
 /// How errors name an SAE that was built in memory rather than loaded from a file.
 const IN_MEMORY: &str = "(in-memory SAE)";
 
@@ -38,8 +43,19 @@ pub enum Activation {
     TopK { k: usize },
     /// Trained with batch top-k (`k` per token on average over a batch); at inference one
     /// global `threshold`: `pre` where `pre > threshold`.
+    ///
+    /// Rows whose input norm exceeds `topk_above_norm` are encoded by TopK `k` instead. A few
+    /// tokens carry a model's "massive activations" (Sun et al. 2024; in Gemma 3, about 0.3 %
+    /// of tokens at ~10× the median norm); a fixed threshold lets thousands of features fire
+    /// on them and reconstructs them badly, while TopK, the rule the SAE was trained with,
+    /// handles them. The switch depends on the row alone, so every rule stays per-token.
     #[serde(rename = "batch_topk")]
-    BatchTopK { k: usize, threshold: f32 },
+    BatchTopK {
+        k: usize,
+        threshold: f32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        topk_above_norm: Option<f32>,
+    },
 }
 
 impl fmt::Display for Activation {
@@ -48,8 +64,16 @@ impl fmt::Display for Activation {
             Activation::Relu => write!(f, "ReLU"),
             Activation::JumpRelu => write!(f, "JumpReLU"),
             Activation::TopK { k } => write!(f, "TopK (k = {k})"),
-            Activation::BatchTopK { k, threshold } => {
-                write!(f, "BatchTopK (k = {k}, inference threshold {threshold})")
+            Activation::BatchTopK {
+                k,
+                threshold,
+                topk_above_norm,
+            } => {
+                write!(f, "BatchTopK (k = {k}, inference threshold {threshold}")?;
+                match topk_above_norm {
+                    Some(norm) => write!(f, "; TopK where the input norm exceeds {norm})"),
+                    None => write!(f, ")"),
+                }
             }
         }
     }
@@ -228,6 +252,19 @@ impl Sae {
             (Activation::BatchTopK { threshold, .. }, None) if !threshold.is_finite() => {
                 return Err(Error::config(&path, "threshold", "must be finite"))
             }
+            (
+                Activation::BatchTopK {
+                    topk_above_norm: Some(norm),
+                    ..
+                },
+                None,
+            ) if !(norm.is_finite() && *norm > 0.0) => {
+                return Err(Error::config(
+                    &path,
+                    "topk_above_norm",
+                    format!("is {norm}, must be finite and positive"),
+                ))
+            }
             _ => {}
         }
         let Weights {
@@ -311,10 +348,18 @@ impl Sae {
                     h.update([2]);
                     h.update((k as u64).to_le_bytes());
                 }
-                Activation::BatchTopK { k, threshold } => {
+                Activation::BatchTopK {
+                    k,
+                    threshold,
+                    topk_above_norm,
+                } => {
                     h.update([3]);
                     h.update((k as u64).to_le_bytes());
                     h.update(threshold.to_le_bytes());
+                    // Absent, it hashes as before the field existed: old profiles keep their SAE id.
+                    if let Some(norm) = topk_above_norm {
+                        h.update(norm.to_le_bytes());
+                    }
                 }
             }
             h.update([u8::from(self.config.apply_b_dec_to_input)]);
@@ -374,7 +419,8 @@ impl Sae {
             self.pre_activations(chunk, &mut pre);
             codes.par_extend(
                 pre.par_chunks(d_sae)
-                    .map_init(Vec::new, |scratch, row| self.activate(row, scratch)),
+                    .zip(chunk.par_chunks(d_in))
+                    .map_init(Vec::new, |scratch, (row, x)| self.activate(row, x, scratch)),
             );
         }
         Ok(codes)
@@ -387,8 +433,9 @@ impl Sae {
         let mut out = vec![0.0; n * d_sae];
         self.pre_activations(x, &mut out);
         out.par_chunks_mut(d_sae)
-            .for_each_init(Vec::new, |scratch, row| {
-                let code = self.activate(row, scratch);
+            .zip(x.par_chunks(self.config.d_in))
+            .for_each_init(Vec::new, |scratch, (row, x)| {
+                let code = self.activate(row, x, scratch);
                 row.fill(0.0);
                 for (&j, &v) in code.ids.iter().zip(&code.values) {
                     row[j as usize] = v;
@@ -407,11 +454,13 @@ impl Sae {
     /// Gathers the encoder columns of `features` into a small standalone encoder.
     ///
     /// ReLU, JumpReLU and BatchTopK (whose inference rule is its threshold) are per-feature
-    /// rules, so the subset gives exactly the full encode's columns. TopK is not: whether a
-    /// feature is in a token's top k depends on all the others. For TopK the subset returns
-    /// `relu(pre)` of its features — equal to the full code wherever the full code is nonzero,
-    /// and possibly nonzero where the feature would have lost the top-k competition.
-    pub fn feature_subset(&self, features: &[u32]) -> Result<FeatureSubset> {
+    /// rules, so the subset gives exactly the full encode's columns; BatchTopK's rare rows
+    /// above `topk_above_norm` are encoded in full through the borrowed SAE. TopK is not
+    /// per-feature: whether a feature is in a token's top k depends on all the others. For
+    /// TopK the subset returns `relu(pre)` of its features — equal to the full code wherever
+    /// the full code is nonzero, and possibly nonzero where the feature would have lost the
+    /// top-k competition.
+    pub fn feature_subset(&self, features: &[u32]) -> Result<FeatureSubset<'_>> {
         let (d_in, d_sae) = (self.config.d_in, self.config.d_sae);
         if let Some(&bad) = features.iter().find(|&&f| f as usize >= d_sae) {
             return Err(Error::Input(format!(
@@ -436,7 +485,15 @@ impl Sae {
                 Activation::BatchTopK { threshold, .. } => threshold,
             })
             .collect();
+        let massive = match self.config.activation {
+            Activation::BatchTopK {
+                topk_above_norm: Some(norm),
+                ..
+            } => Some((norm, self)),
+            _ => None,
+        };
         Ok(FeatureSubset {
+            massive,
             features: features.to_vec(),
             d_in,
             w_enc,
@@ -491,6 +548,10 @@ impl Sae {
     /// `x [n, d_in]` equals `k` (Bussmann et al., 2024). A per-feature rule makes encoding a
     /// subset of features exact ([`Sae::feature_subset`]), which TopK's per-token competition
     /// does not allow; the rows should be held-out residuals of the SAE's layer.
+    ///
+    /// Rows above [`MASSIVE_NORM_RATIO`] × the median row norm keep TopK
+    /// (`topk_above_norm`, see [`Activation::BatchTopK`]) and are left out of the estimate,
+    /// so they still contribute exactly `k` each.
     pub fn with_batch_topk_threshold(&self, x: &[f32]) -> Result<Sae> {
         let Activation::TopK { k } = self.config.activation else {
             return Err(Error::Input(format!(
@@ -503,6 +564,16 @@ impl Sae {
         if n == 0 {
             return Err(Error::Input("no rows to estimate a threshold on".into()));
         }
+        let mut norms: Vec<f32> = x.chunks_exact(d_in).map(row_norm).collect();
+        let (_, &mut median, _) = norms.select_nth_unstable_by(n / 2, f32::total_cmp);
+        let topk_above_norm = MASSIVE_NORM_RATIO * median;
+        let ordinary: Vec<f32> = x
+            .chunks_exact(d_in)
+            .filter(|row| row_norm(row) <= topk_above_norm)
+            .flatten()
+            .copied()
+            .collect();
+        let (x, n) = (&ordinary[..], ordinary.len() / d_in);
         // Two passes keep memory at O(n·k): the (n·k)-th largest of each row's 4k largest
         // values is a lower bound on the true threshold (a subset's order statistic never
         // exceeds the whole set's), and every value above the true threshold is at least
@@ -523,7 +594,11 @@ impl Sae {
         candidates.select_nth_unstable_by(rank, |a, b| b.total_cmp(a));
         let threshold = candidates[rank].max(0.0);
         let mut sae = self.clone();
-        sae.config.activation = Activation::BatchTopK { k, threshold };
+        sae.config.activation = Activation::BatchTopK {
+            k,
+            threshold,
+            topk_above_norm: (median > 0.0).then_some(topk_above_norm),
+        };
         sae.id = OnceLock::new();
         Ok(sae)
     }
@@ -583,14 +658,20 @@ impl Sae {
             .expect("Sae::from_parts guarantees JumpReLU has a threshold")
     }
 
-    /// One token's code from its pre-activations; `scratch` is reused across tokens.
-    fn activate(&self, pre: &[f32], scratch: &mut Vec<u32>) -> SparseCode {
+    /// One token's code from its pre-activations `pre` and input row `x`; `scratch` is
+    /// reused across tokens.
+    fn activate(&self, pre: &[f32], x: &[f32], scratch: &mut Vec<u32>) -> SparseCode {
         match self.config.activation {
             Activation::Relu => keep_where(pre, |_, p| p > 0.0),
             Activation::JumpRelu => {
                 let t = self.jump_threshold();
                 keep_where(pre, |j, p| p > t[j] && p > 0.0)
             }
+            Activation::BatchTopK {
+                k,
+                topk_above_norm: Some(norm),
+                ..
+            } if row_norm(x) > norm => top_k(pre, k, scratch),
             Activation::BatchTopK { threshold, .. } => {
                 keep_where(pre, |_, p| p > threshold && p > 0.0)
             }
@@ -650,7 +731,9 @@ impl fmt::Display for Sae {
 /// The encoder columns of a few features, gathered once ([`Sae::feature_subset`]), so encoding
 /// costs `d_in × features` per token instead of `d_in × d_sae`.
 #[derive(Debug, Clone)]
-pub struct FeatureSubset {
+pub struct FeatureSubset<'a> {
+    /// BatchTopK's `topk_above_norm` and the full SAE, which encodes those rows.
+    massive: Option<(f32, &'a Sae)>,
     features: Vec<u32>,
     d_in: usize,
     /// `[d_in, m]`.
@@ -661,7 +744,7 @@ pub struct FeatureSubset {
     gate: Vec<f32>,
 }
 
-impl FeatureSubset {
+impl FeatureSubset<'_> {
     /// The features, in column order.
     pub fn features(&self) -> &[u32] {
         &self.features
@@ -683,10 +766,20 @@ impl FeatureSubset {
             }
             None => matmul_acc(n, d_in, m, x, &self.w_enc, &mut out),
         }
-        for row in out.chunks_exact_mut(m.max(1)) {
-            for (p, &g) in row.iter_mut().zip(&self.gate) {
-                if !(*p > g && *p > 0.0) {
-                    *p = 0.0;
+        for (row, x) in out.chunks_exact_mut(m.max(1)).zip(x.chunks_exact(d_in)) {
+            match self.massive {
+                Some((norm, sae)) if row_norm(x) > norm => {
+                    let code = &sae.encode_sparse(x)?[0];
+                    for (p, f) in row.iter_mut().zip(&self.features) {
+                        *p = code.ids.binary_search(f).map_or(0.0, |i| code.values[i]);
+                    }
+                }
+                _ => {
+                    for (p, &g) in row.iter_mut().zip(&self.gate) {
+                        if !(*p > g && *p > 0.0) {
+                            *p = 0.0;
+                        }
+                    }
                 }
             }
         }
@@ -731,6 +824,11 @@ fn whole_rows(len: usize, width: usize, what: &str, width_name: &str) -> Result<
         )));
     }
     Ok(n)
+}
+
+/// Euclidean norm of one input row.
+fn row_norm(x: &[f32]) -> f32 {
+    x.iter().map(|v| v * v).sum::<f32>().sqrt()
 }
 
 fn keep_where(pre: &[f32], keep: impl Fn(usize, f32) -> bool) -> SparseCode {
@@ -813,17 +911,30 @@ mod tests {
             None,
         )
         .unwrap();
-        let x = noise(n * d_in, 5);
+        let mut x = noise(n * d_in, 5);
+        // One "massive activation" row, far above the others' norms.
+        let massive = 7;
+        x[massive * d_in..][..d_in]
+            .iter_mut()
+            .for_each(|v| *v *= 20.0);
         let thresholded = sae.with_batch_topk_threshold(&x).unwrap();
-        assert!(matches!(
-            thresholded.config().activation,
-            Activation::BatchTopK { k: 4, .. }
-        ));
+        let Activation::BatchTopK {
+            k: 4,
+            topk_above_norm: Some(norm),
+            ..
+        } = thresholded.config().activation
+        else {
+            panic!("{}", thresholded.config().activation)
+        };
+        assert!(row_norm(&x[massive * d_in..][..d_in]) > norm);
         assert_ne!(thresholded.id(), sae.id());
         let codes = thresholded.encode_sparse(&x).unwrap();
+        // The massive row gets TopK's code, and the threshold is estimated without it.
+        assert_eq!(codes[massive], sae.encode_sparse(&x).unwrap()[massive]);
+        assert_eq!(codes[massive].ids.len(), k);
         let active: usize = codes.iter().map(|c| c.ids.len()).sum();
-        // The threshold is the (n·k)-th largest value and firing is strict `>`.
-        assert_eq!(active, n * k - 1);
+        // The threshold is the ((n − 1)·k)-th largest value and firing is strict `>`.
+        assert_eq!(active - k, (n - 1) * k - 1);
         let features = [0, 7, 33, 63];
         let subset = thresholded.encode_features(&x, &features).unwrap();
         let dense = thresholded.encode_dense(&x).unwrap();

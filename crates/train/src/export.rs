@@ -135,7 +135,11 @@ impl TrainedSae {
         let c = &self.config;
         let activation = match c.activation {
             TrainedActivation::TopK { k } => Activation::TopK { k },
-            TrainedActivation::BatchTopK { k, threshold } => Activation::BatchTopK { k, threshold },
+            TrainedActivation::BatchTopK { k, threshold } => Activation::BatchTopK {
+                k,
+                threshold,
+                topk_above_norm: None,
+            },
         };
         let mut config = SaeConfig::new(c.d_in, c.d_sae, activation);
         // The trainer encodes `(x − b_dec)·W_enc + b_enc`.

@@ -43,6 +43,11 @@ ce_tokens tokens), ce_loss_recovered = (ce_zero_ablation - ce_spliced) / (ce_zer
     /// Give a TopK SAE BatchTopK's inference rule: one global firing threshold, set so that
     /// the mean number of active features on held-out text is k. Encoding then depends on
     /// each feature alone, so `annotate` can encode only a profile's features, exactly.
+    ///
+    /// Tokens whose residual norm exceeds 4× the median (a model's "massive activations",
+    /// about 0.3 % of Gemma 3's tokens) keep TopK: a fixed threshold would let thousands of
+    /// features fire on them. They are left out of the estimate and stored as
+    /// `topk_above_norm` in the `saener` block of `config.json`.
     Threshold {
         /// Held-out text: JSONL with a "text" field per line, or plain text, one document per line.
         #[arg(long)]

@@ -89,8 +89,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<Sae> {
 /// Saves `sae` as `dir/params.npz` (f32, uncompressed like `numpy.savez`).
 ///
 /// The layout is JumpReLU-only: ReLU is written with zero thresholds and BatchTopK with its
-/// inference threshold on every feature, both exact; TopK cannot be expressed and is an
-/// error. An SAE that subtracts `b_dec` is re-expressed with `b_dec·W_enc` folded into `b_enc`.
+/// inference threshold on every feature, both exact; TopK, and BatchTopK with a TopK rule for
+/// massive-norm rows, cannot be expressed and are errors. An SAE that subtracts `b_dec` is re-expressed with `b_dec·W_enc` folded into `b_enc`.
 /// Metadata (layer, model) is not kept: the format has nowhere to put it.
 pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
@@ -98,6 +98,18 @@ pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
     let threshold = match sae.config().activation {
         Activation::JumpRelu => sae.threshold().map(<[f32]>::to_vec).unwrap_or_default(),
         Activation::Relu => vec![0.0; d_sae],
+        Activation::BatchTopK {
+            topk_above_norm: Some(_),
+            ..
+        } => {
+            return Err(Error::Unsupported {
+                path: dir.into(),
+                action: "saved as Gemma Scope params.npz",
+                reason: "its TopK rule for massive-norm rows has no JumpReLU equivalent; \
+                         save it as Gemma Scope 2"
+                    .into(),
+            })
+        }
         Activation::BatchTopK { threshold, .. } => vec![threshold; d_sae],
         Activation::TopK { .. } => {
             return Err(Error::Unsupported {

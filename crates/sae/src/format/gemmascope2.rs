@@ -172,7 +172,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<Sae> {
 /// Saves `sae` as `dir/params.safetensors` (tensors in `dtype`) + `dir/config.json`.
 ///
 /// Official readers see a JumpReLU SAE whenever the encode is one: JumpReLU as is, ReLU with
-/// zero thresholds, BatchTopK with its inference threshold on every feature. TopK is written
+/// zero thresholds, BatchTopK with its inference threshold on every feature (its TopK rule
+/// for massive-norm rows, if any, only in the `saener` block). TopK is written
 /// as `architecture: "topk"` with `k` and no threshold. An SAE that subtracts `b_dec` is
 /// re-expressed with `b_dec·W_enc` folded into `b_enc`, as the format never subtracts it.
 pub fn save(sae: &Sae, dir: impl AsRef<Path>, dtype: Dtype) -> Result<()> {

@@ -206,7 +206,8 @@ fn fold_decoder_norms(d_in: usize, w_enc: &mut [f32], b_enc: &mut [f32], w_dec: 
 /// Saves `sae` as a SAELens 6.x folder: `cfg.json` + `sae_weights.safetensors` (f32).
 ///
 /// ReLU is `standard`, JumpReLU `jumprelu`, TopK `topk`; BatchTopK is written as `jumprelu`
-/// with its inference threshold on every feature, as SAELens itself saves BatchTopK SAEs.
+/// with its inference threshold on every feature, as SAELens itself saves BatchTopK SAEs;
+/// with a TopK rule for massive-norm rows it has no SAELens form and is an error.
 pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
     let c = sae.config();
@@ -214,6 +215,18 @@ pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
         Activation::Relu => ("standard", None),
         Activation::JumpRelu => ("jumprelu", sae.threshold().map(<[f32]>::to_vec)),
         Activation::TopK { .. } => ("topk", None),
+        Activation::BatchTopK {
+            topk_above_norm: Some(_),
+            ..
+        } => {
+            return Err(Error::Unsupported {
+                path: dir.into(),
+                action: "saved as SAELens",
+                reason: "its TopK rule for massive-norm rows has no SAELens equivalent; \
+                         save it as Gemma Scope 2"
+                    .into(),
+            })
+        }
         Activation::BatchTopK { threshold, .. } => ("jumprelu", Some(vec![threshold; c.d_sae])),
     };
     let mut metadata = Map::new();

@@ -350,6 +350,15 @@ fn gemma_scope_2_without_config_takes_the_layer_from_the_folder() {
     assert_eq!(sae.config().activation, Activation::JumpRelu);
 }
 
+fn median_row_norm(x: &[f32]) -> f32 {
+    let mut norms: Vec<f32> = x
+        .chunks_exact(D_IN)
+        .map(|r| r.iter().map(|v| v * v).sum::<f32>().sqrt())
+        .collect();
+    norms.sort_by(f32::total_cmp);
+    norms[norms.len() / 2]
+}
+
 fn in_memory(activation: Activation, apply_b_dec_to_input: bool, seed: u64) -> (Sae, Parts) {
     let p = parts(seed);
     let config = SaeConfig {
@@ -375,6 +384,12 @@ fn saener_metadata_survives_gemma_scope_2() {
         Activation::BatchTopK {
             k: 5,
             threshold: 0.2,
+            topk_above_norm: None,
+        },
+        Activation::BatchTopK {
+            k: 5,
+            threshold: 0.2,
+            topk_above_norm: Some(1.5),
         },
         Activation::TopK { k: 5 },
     ] {
@@ -431,6 +446,13 @@ fn encode_features_equals_the_full_encode_columns() {
         Activation::BatchTopK {
             k: 3,
             threshold: 0.3,
+            topk_above_norm: None,
+        },
+        // A norm inside the rows' range, so both rules are exercised.
+        Activation::BatchTopK {
+            k: 3,
+            threshold: 0.3,
+            topk_above_norm: Some(median_row_norm(&in_memory(Activation::Relu, true, 90).1.x)),
         },
     ] {
         let (sae, p) = in_memory(activation, true, 90);
@@ -513,6 +535,7 @@ fn relu_and_batch_topk_save_as_exact_jumprelu_npz() {
         Activation::BatchTopK {
             k: 2,
             threshold: 0.25,
+            topk_above_norm: None,
         },
     ] {
         let (sae, p) = in_memory(activation, true, 130);
