@@ -262,7 +262,8 @@ fn shipped_sae_is_the_default_and_fits_the_model() {
     assert!(info.contains("Gemma Scope 2, bf16"), "{info}");
     assert!(info.contains("d_in 640 -> d_sae 16384"), "{info}");
     assert!(
-        info.contains("BatchTopK (k = 64, inference threshold 42.08"),
+        info.contains("BatchTopK (k = 64, inference threshold ")
+            && info.contains("; TopK where the input norm exceeds "),
         "{info}"
     );
     assert!(info.contains("layer 9"), "{info}");
