@@ -90,7 +90,8 @@ pub fn load(path: impl AsRef<Path>) -> Result<Sae> {
 ///
 /// The layout is JumpReLU-only: ReLU is written with zero thresholds and BatchTopK with its
 /// inference threshold on every feature, both exact; TopK, and BatchTopK with a TopK rule for
-/// massive-norm rows, cannot be expressed and are errors. An SAE that subtracts `b_dec` is re-expressed with `b_dec·W_enc` folded into `b_enc`.
+/// massive-norm rows, cannot be expressed and are errors. An SAE that subtracts `b_dec` is
+/// re-expressed with `b_dec·W_enc` folded into `b_enc`.
 /// Metadata (layer, model) is not kept: the format has nowhere to put it.
 pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
