@@ -11,7 +11,9 @@ use std::path::Path;
 use zip::write::SimpleFileOptions;
 use zip::{CompressionMethod, ZipArchive, ZipWriter};
 
-use super::{create_dir, expect_shape, layer_from_name, locate, Dtype, Format};
+use super::{
+    create_dir, expect_shape, layer_from_name, locate, reject_massive_norm_rule, Dtype, Format,
+};
 use crate::npy;
 use crate::sae::{check_finite, Source, Weights};
 use crate::{Activation, Error, Result, Sae, SaeConfig};
@@ -95,22 +97,11 @@ pub fn load(path: impl AsRef<Path>) -> Result<Sae> {
 /// Metadata (layer, model) is not kept: the format has nowhere to put it.
 pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
+    reject_massive_norm_rule(sae, dir, "saved as Gemma Scope params.npz")?;
     let d_sae = sae.config().d_sae;
     let threshold = match sae.config().activation {
         Activation::JumpRelu => sae.threshold().map(<[f32]>::to_vec).unwrap_or_default(),
         Activation::Relu => vec![0.0; d_sae],
-        Activation::BatchTopK {
-            topk_above_norm: Some(_),
-            ..
-        } => {
-            return Err(Error::Unsupported {
-                path: dir.into(),
-                action: "saved as Gemma Scope params.npz",
-                reason: "its TopK rule for massive-norm rows has no JumpReLU equivalent; \
-                         save it as Gemma Scope 2"
-                    .into(),
-            })
-        }
         Activation::BatchTopK { threshold, .. } => vec![threshold; d_sae],
         Activation::TopK { .. } => {
             return Err(Error::Unsupported {

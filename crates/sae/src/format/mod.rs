@@ -23,7 +23,7 @@ use safetensors::tensor::{SafeTensors, TensorView};
 use serde_json::{Map, Value};
 
 use crate::sae::check_finite;
-use crate::{Error, Result, Sae};
+use crate::{Activation, Error, Result, Sae};
 
 /// An on-disk SAE format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,6 +187,24 @@ pub(crate) fn resid_post_layer(sae: &Sae) -> Option<usize> {
         }
     };
     resid.then_some(layer)
+}
+
+/// Refuses a BatchTopK SAE with a TopK rule for massive-norm rows: only saener's own block in
+/// Gemma Scope 2 can express it.
+pub(crate) fn reject_massive_norm_rule(sae: &Sae, dir: &Path, action: &'static str) -> Result<()> {
+    match sae.config().activation {
+        Activation::BatchTopK {
+            topk_above_norm: Some(_),
+            ..
+        } => Err(Error::Unsupported {
+            path: dir.into(),
+            action,
+            reason: "its TopK rule for massive-norm rows has no equivalent in this format; \
+                     save it as Gemma Scope 2"
+                .into(),
+        }),
+        _ => Ok(()),
+    }
 }
 
 pub(crate) fn create_dir(dir: &Path) -> Result<()> {

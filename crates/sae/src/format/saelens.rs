@@ -19,8 +19,8 @@ use std::path::Path;
 use serde_json::{json, Map, Value};
 
 use super::{
-    create_dir, expect_shape, layer_from_name, locate, resid_post_layer, write_json,
-    write_safetensors, Dtype, Format, JsonConfig, TensorFile,
+    create_dir, expect_shape, layer_from_name, locate, reject_massive_norm_rule, resid_post_layer,
+    write_json, write_safetensors, Dtype, Format, JsonConfig, TensorFile,
 };
 use crate::sae::{Source, Weights};
 use crate::{Activation, Error, Result, Sae, SaeConfig};
@@ -210,23 +210,12 @@ fn fold_decoder_norms(d_in: usize, w_enc: &mut [f32], b_enc: &mut [f32], w_dec: 
 /// with a TopK rule for massive-norm rows it has no SAELens form and is an error.
 pub fn save(sae: &Sae, dir: impl AsRef<Path>) -> Result<()> {
     let dir = dir.as_ref();
+    reject_massive_norm_rule(sae, dir, "saved as SAELens")?;
     let c = sae.config();
     let (architecture, threshold) = match c.activation {
         Activation::Relu => ("standard", None),
         Activation::JumpRelu => ("jumprelu", sae.threshold().map(<[f32]>::to_vec)),
         Activation::TopK { .. } => ("topk", None),
-        Activation::BatchTopK {
-            topk_above_norm: Some(_),
-            ..
-        } => {
-            return Err(Error::Unsupported {
-                path: dir.into(),
-                action: "saved as SAELens",
-                reason: "its TopK rule for massive-norm rows has no SAELens equivalent; \
-                         save it as Gemma Scope 2"
-                    .into(),
-            })
-        }
         Activation::BatchTopK { threshold, .. } => ("jumprelu", Some(vec![threshold; c.d_sae])),
     };
     let mut metadata = Map::new();

@@ -550,4 +550,21 @@ fn relu_and_batch_topk_save_as_exact_jumprelu_npz() {
             TOL,
         );
     }
+    // A TopK rule for massive-norm rows has no JumpReLU form: refused, not written inexactly.
+    let (massive, _) = in_memory(
+        Activation::BatchTopK {
+            k: 2,
+            threshold: 0.25,
+            topk_above_norm: Some(1.0),
+        },
+        true,
+        130,
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    for error in [
+        gemmascope::save(&massive, tmp.path()).unwrap_err(),
+        saelens::save(&massive, tmp.path()).unwrap_err(),
+    ] {
+        assert!(error.to_string().contains("massive-norm rows"), "{error}");
+    }
 }
