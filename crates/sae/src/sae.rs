@@ -564,13 +564,15 @@ impl Sae {
         if n == 0 {
             return Err(Error::Input("no rows to estimate a threshold on".into()));
         }
-        let mut norms: Vec<f32> = x.chunks_exact(d_in).map(row_norm).collect();
-        let (_, &mut median, _) = norms.select_nth_unstable_by(n / 2, f32::total_cmp);
+        let norms: Vec<f32> = x.chunks_exact(d_in).map(row_norm).collect();
+        let mut sorted = norms.clone();
+        let (_, &mut median, _) = sorted.select_nth_unstable_by(n / 2, f32::total_cmp);
         let topk_above_norm = MASSIVE_NORM_RATIO * median;
         let ordinary: Vec<f32> = x
             .chunks_exact(d_in)
-            .filter(|row| row_norm(row) <= topk_above_norm)
-            .flatten()
+            .zip(&norms)
+            .filter(|&(_, &norm)| norm <= topk_above_norm)
+            .flat_map(|(row, _)| row)
             .copied()
             .collect();
         let (x, n) = (&ordinary[..], ordinary.len() / d_in);
