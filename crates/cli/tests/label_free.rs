@@ -59,6 +59,25 @@ fn calibrate(args: &[&str], dir: &Path) -> PathBuf {
     out
 }
 
+/// Checks a profile calibrated from the programming lexicon with a 4-point grid: every
+/// trial scored, both types kept, and at least 3 of the 5 unseen languages found. Returns
+/// the profile's JSON.
+fn check_lexicon_profile(profile: &Path, sweep: &Path) -> serde_json::Value {
+    let trials = json_lines(&std::fs::read_to_string(sweep).unwrap());
+    assert_eq!(trials.len(), 4);
+    assert!(trials.iter().all(|t| t["score"].is_f64()));
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(profile).unwrap()).unwrap();
+    assert_eq!(p["labels"], serde_json::json!(["language", "library"]));
+    let found = languages(profile);
+    let unseen = UNSEEN
+        .iter()
+        .filter(|l| found.contains(&l.to_string()))
+        .count();
+    assert!(unseen >= 3, "found {found:?}");
+    p
+}
+
 #[test]
 fn a_lexicon_calibrates_a_new_type_that_finds_unseen_names() {
     let dir = tempfile::tempdir().unwrap();
@@ -79,12 +98,49 @@ fn a_lexicon_calibrates_a_new_type_that_finds_unseen_names() {
         ],
         dir.path(),
     );
+    check_lexicon_profile(&profile, &sweep);
+}
+
+#[test]
+fn a_lexicon_calibrates_the_naive_bayes_decoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let lexicon = repo("lexicons/programming_languages.toml");
+    let sweep = dir.path().join("sweep.jsonl");
+    let profile = calibrate(
+        &[
+            "--lexicon",
+            &lexicon,
+            "--decoder",
+            "naive-bayes",
+            "--tau",
+            "60",
+            "--s-min",
+            "3",
+            "--nb-alpha",
+            "0.1",
+            "--nb-scale",
+            "0.25,0.5",
+            "--nb-bias=-4,0",
+            "--nb-viterbi",
+            "true",
+            "--sweep-out",
+            sweep.to_str().unwrap(),
+        ],
+        dir.path(),
+    );
     let trials = json_lines(&std::fs::read_to_string(&sweep).unwrap());
     assert_eq!(trials.len(), 4);
     assert!(trials.iter().all(|t| t["score"].is_f64()));
     let p: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&profile).unwrap()).unwrap();
     assert_eq!(p["labels"], serde_json::json!(["language", "library"]));
+    assert!(
+        p["naive_bayes"]["offsets"][0]["features"]
+            .as_array()
+            .unwrap()
+            .len()
+            > 10
+    );
     let found = languages(&profile);
     let unseen = UNSEEN
         .iter()

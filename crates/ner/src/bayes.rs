@@ -38,7 +38,7 @@ use crate::align::Alignment;
 use crate::calibrate::count_documents;
 use crate::codes::EncodedCorpus;
 use crate::corpus::{Corpus, Document, Entity};
-use crate::eval::evaluate_corpus;
+use crate::eval::{evaluate_corpus, Prf};
 use crate::profile::Row;
 use crate::{Error, Result};
 
@@ -515,6 +515,41 @@ impl NbCounts {
         Ok(self)
     }
 
+    /// The same counts for `labels`: tag class `c` of these counts becomes class
+    /// `class_of[c]` of the new ones (O is 0, then `B-t`, `I-t` per label), classes mapped
+    /// to the same one adding up. Equal to counting the corpus with its entities relabelled
+    /// that way; label-free calibration uses it to turn a fold's names into O.
+    pub(crate) fn regrouped(&self, labels: Vec<String>, class_of: &[usize]) -> Result<NbCounts> {
+        let k = 1 + 2 * self.labels.len();
+        let new_k = 1 + 2 * labels.len();
+        if class_of.len() != k || class_of.iter().any(|&c| c >= new_k) || class_of[0] != 0 {
+            return Err(argument(
+                "class map",
+                &format!("{k} classes below {new_k}, O to O"),
+                format!("{class_of:?}"),
+            ));
+        }
+        let counts = regroup_classes(&self.counts, k, class_of, new_k);
+        let words = regroup_classes(&self.words, k, class_of, new_k);
+        // Row 0 is the sentence start; row 1 + c follows class c.
+        let mut transitions = vec![0; (new_k + 1) * new_k];
+        for (row, from) in self.transitions.chunks(k).enumerate() {
+            let new_row = if row == 0 { 0 } else { 1 + class_of[row - 1] };
+            for (c, &n) in from.iter().enumerate() {
+                transitions[new_row * new_k + class_of[c]] += n;
+            }
+        }
+        Ok(NbCounts {
+            d_sae: self.d_sae,
+            labels,
+            taus: self.taus.clone(),
+            offsets: self.offsets.clone(),
+            words,
+            counts,
+            transitions,
+        })
+    }
+
     /// The model at threshold `tau` (one of the counted), offsets `weights` (offset →
     /// weight; each must have been counted, weight 0 leaves the offset out), keeping the
     /// features that fired on at least `s_min` neighbour words.
@@ -578,6 +613,23 @@ impl NbCounts {
             })?;
         Ok(model)
     }
+}
+
+/// `values` as rows of `k` classes, each row's class `c` added into class `class_of[c]` of a
+/// row of `new_k`.
+fn regroup_classes<T: Copy + Default + std::ops::AddAssign>(
+    values: &[T],
+    k: usize,
+    class_of: &[usize],
+    new_k: usize,
+) -> Vec<T> {
+    let mut regrouped = vec![T::default(); values.len() / k * new_k];
+    for (from, to) in values.chunks(k).zip(regrouped.chunks_mut(new_k)) {
+        for (c, &n) in from.iter().enumerate() {
+            to[class_of[c]] += n;
+        }
+    }
+    regrouped
 }
 
 /// The scalars of a [`NaiveBayes`] model besides its counts and offset weights.
@@ -933,8 +985,57 @@ pub fn nb_sweep(
     counts: &NbCounts,
     dev: &EncodedCorpus,
     grid: &NbGrid,
-    mut progress: impl FnMut(usize),
+    progress: impl FnMut(usize),
 ) -> Result<(Vec<NbTrial>, usize)> {
+    let f1 = |m: &Prf| m.f1;
+    let points = sweep_points(
+        counts,
+        dev,
+        grid,
+        |predicted| Ok(evaluate_corpus(&dev.corpus, predicted)?.strict.micro),
+        Some(&f1),
+        progress,
+    )?;
+    let trials: Vec<NbTrial> = points
+        .into_iter()
+        .map(|p| NbTrial {
+            tau: p.tau,
+            params: p.params,
+            weights: p.weights,
+            precision: p.measured.precision,
+            recall: p.measured.recall,
+            f1: p.measured.f1,
+        })
+        .collect();
+    let best = (0..trials.len())
+        .reduce(|a, b| if trials[b].f1 > trials[a].f1 { b } else { a })
+        .expect("sweep_points returns at least one point");
+    Ok((trials, best))
+}
+
+/// A naive-Bayes grid point and what a sweep's `measure` made of its predictions.
+#[derive(Debug, Clone)]
+pub(crate) struct NbPoint<M> {
+    pub tau: f32,
+    /// Per offset, its weight.
+    pub weights: Vec<(i32, f64)>,
+    pub params: NbParams,
+    pub measured: M,
+}
+
+/// Decodes `corpus` with every point of `grid` (models from `counts`) and lets `measure`
+/// judge each prediction; the points come back in grid order. With `refine`, each
+/// (τ, α, s_min) block is followed by a refinement of each type's bias in turn, the others
+/// fixed at the block's best point by `refine`'s score (so the points depend on the scores);
+/// without it the points are exactly the grid's, in the same order for any `measure`.
+pub(crate) fn sweep_points<M: Clone + Send>(
+    counts: &NbCounts,
+    corpus: &EncodedCorpus,
+    grid: &NbGrid,
+    measure: impl Fn(&Corpus) -> Result<M> + Sync,
+    refine: Option<&(dyn Fn(&M) -> f64 + Sync)>,
+    mut progress: impl FnMut(usize),
+) -> Result<Vec<NbPoint<M>>> {
     let labels = counts.labels.clone();
     let all_weights: Vec<(i32, f64)> = std::iter::once((0, 1.0))
         .chain(grid.weights.iter().map(|(o, _)| (*o, 1.0)))
@@ -946,14 +1047,14 @@ pub fn nb_sweep(
             .flat_map(|p| values.iter().map(move |&v| [p.as_slice(), &[v]].concat()))
             .collect();
     }
-    let mut trials = Vec::new();
+    let mut points = Vec::new();
     for &tau in &grid.taus {
-        // Word features at this τ, once per dev document.
-        let words: Vec<Vec<Vec<(u32, f32)>>> = (0..dev.corpus.documents.len())
+        // Word features at this τ, once per document.
+        let words: Vec<Vec<Vec<(u32, f32)>>> = (0..corpus.corpus.documents.len())
             .into_par_iter()
             .map(|i| {
-                let codes = &dev.codes[i];
-                word_features(&dev.alignments[i], |t, f| {
+                let codes = &corpus.codes[i];
+                word_features(&corpus.alignments[i], |t, f| {
                     for (&id, &v) in codes[t].ids.iter().zip(&codes[t].values) {
                         if v > tau {
                             f(id, v);
@@ -974,19 +1075,18 @@ pub fn nb_sweep(
                 };
                 let model = counts.model(tau, &all_weights, &base)?;
                 let scorer = Scorer::new(&model, &labels, counts.d_sae);
-                let sums = sentence_sums(&scorer, dev, &words);
+                let sums = sentence_sums(&scorer, corpus, &words);
                 let labels = &labels;
-                let try_point = |weights: &[f64], params: NbParams| -> Result<NbTrial> {
+                let try_point = |weights: &[f64], params: NbParams| -> Result<NbPoint<M>> {
                     let bias: Vec<f64> = (0..scorer.k)
                         .map(|c| type_of(c).map_or(0.0, |(t, _)| params.bias[t]))
                         .collect();
-                    let predicted = predict(dev, labels, &sums, |sums| {
+                    let predicted = predict(corpus, labels, &sums, |sums| {
                         let scores =
                             scorer.scores(sums, weights, params.absence, params.scale, &bias);
                         scorer.tags(&scores, params.viterbi)
                     });
-                    let micro = evaluate_corpus(&dev.corpus, &predicted)?.strict.micro;
-                    Ok(NbTrial {
+                    Ok(NbPoint {
                         tau,
                         weights: all_weights
                             .iter()
@@ -994,12 +1094,10 @@ pub fn nb_sweep(
                             .map(|(a, &w)| (a.0, w))
                             .collect(),
                         params,
-                        precision: micro.precision,
-                        recall: micro.recall,
-                        f1: micro.f1,
+                        measured: measure(&predicted)?,
                     })
                 };
-                let mut points = Vec::new();
+                let mut block = Vec::new();
                 for weights in &weight_points {
                     for &scale in &grid.scales {
                         for &absence in &grid.absences {
@@ -1012,23 +1110,28 @@ pub fn nb_sweep(
                                         viterbi,
                                         ..base.clone()
                                     };
-                                    points.push((weights.clone(), params));
+                                    block.push((weights.clone(), params));
                                 }
                             }
                         }
                     }
                 }
-                let found: Vec<NbTrial> = points
+                let found: Vec<NbPoint<M>> = block
                     .into_par_iter()
                     .map(|(w, p)| try_point(&w, p))
                     .collect::<Result<_>>()?;
-                let mut best = best_of(&found).clone();
-                trials.extend(found);
-                progress(trials.len());
+                let Some(score) = refine else {
+                    points.extend(found);
+                    progress(points.len());
+                    continue;
+                };
+                let mut best = best_by(&found, score).clone();
+                points.extend(found);
+                progress(points.len());
                 // Each type's bias alone, the others fixed at the best so far.
                 for t in 0..labels.len() {
                     let weights: Vec<f64> = best.weights.iter().map(|w| w.1).collect();
-                    let found: Vec<NbTrial> = grid
+                    let found: Vec<NbPoint<M>> = grid
                         .biases
                         .par_iter()
                         .map(|&b| {
@@ -1037,33 +1140,37 @@ pub fn nb_sweep(
                             try_point(&weights, params)
                         })
                         .collect::<Result<_>>()?;
-                    let challenger = best_of(&found);
-                    if challenger.f1 > best.f1 {
+                    let challenger = best_by(&found, score);
+                    if score(&challenger.measured) > score(&best.measured) {
                         best = challenger.clone();
                     }
-                    trials.extend(found);
-                    progress(trials.len());
+                    points.extend(found);
+                    progress(points.len());
                 }
             }
         }
     }
-    if trials.is_empty() {
+    if points.is_empty() {
         return Err(argument(
             "naive-Bayes grid",
             "at least one value per parameter",
             "an empty list",
         ));
     }
-    let best = (0..trials.len())
-        .reduce(|a, b| if trials[b].f1 > trials[a].f1 { b } else { a })
-        .expect("at least one trial");
-    Ok((trials, best))
+    Ok(points)
 }
 
-fn best_of(trials: &[NbTrial]) -> &NbTrial {
-    trials
+/// The point with the highest `score` (the earliest on ties).
+fn best_by<'a, M>(points: &'a [NbPoint<M>], score: &dyn Fn(&M) -> f64) -> &'a NbPoint<M> {
+    points
         .iter()
-        .reduce(|a, b| if b.f1 > a.f1 { b } else { a })
+        .reduce(|a, b| {
+            if score(&b.measured) > score(&a.measured) {
+                b
+            } else {
+                a
+            }
+        })
         .expect("a non-empty grid")
 }
 
@@ -1400,6 +1507,29 @@ mod tests {
             )
             .unwrap();
         assert_eq!(&from_dense, spans);
+    }
+
+    #[test]
+    fn regrouped_counts_equal_counting_the_relabelled_corpus() {
+        let count = |encoded: &EncodedCorpus, labels: Vec<String>| {
+            NbCounts::from_corpus(encoded, 16, labels, vec![0.0, 1.5], vec![1, 0], None).unwrap()
+        };
+        // LOC dropped to O: the same as counting PER alone (other labels count as O).
+        let per_only = counts().regrouped(vec!["PER".into()], &[0, 1, 2, 0, 0]);
+        assert_eq!(per_only.unwrap(), count(&toy(), vec!["PER".into()]));
+        // Both types merged into one.
+        let mut merged_corpus = toy();
+        for e in &mut merged_corpus.corpus.documents[0].sentences[0].entities {
+            e.label = "NAME".into();
+        }
+        let merged = counts().regrouped(vec!["NAME".into()], &[0, 1, 2, 1, 2]);
+        assert_eq!(merged.unwrap(), count(&merged_corpus, vec!["NAME".into()]));
+        assert!(counts()
+            .regrouped(vec!["PER".into()], &[0, 1, 2, 3, 0])
+            .is_err());
+        assert!(counts()
+            .regrouped(vec!["PER".into()], &[1, 1, 2, 0, 0])
+            .is_err());
     }
 
     #[test]

@@ -31,6 +31,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::bayes::{sweep_points, NaiveBayes, NbCounts, NbGrid, NbParams, NbPoint};
 use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
 use crate::codes::EncodedCorpus;
 use crate::corpus::Corpus;
@@ -114,17 +115,109 @@ pub fn calibrate_from_lexicon(
     .profile(origin, params)
 }
 
+/// Text labelled by a lexicon, each match as its type's fold (`type#fold`): what both
+/// label-free calibrations count, and what held-out names are scored on.
+#[derive(Debug, Clone)]
+struct FoldLabelled {
+    labels: Vec<String>,
+    /// Internal labels, type-major: type `t`'s fold `k` at `t * FOLDS + k`.
+    fold_labels: Vec<String>,
+    /// Internal label → (type index, fold).
+    fold_of: HashMap<String, (usize, usize)>,
+    /// The parts with lexicon matches (fold labels) as their only entities.
+    parts: Vec<EncodedCorpus>,
+    checksum: String,
+}
+
+impl FoldLabelled {
+    /// Replaces the entities of `parts` by the matches of `matcher`.
+    fn new(parts: Vec<EncodedCorpus>, matcher: &Matcher) -> FoldLabelled {
+        let labels = matcher.labels().to_vec();
+        let mut fold_of = HashMap::new();
+        let mut fold_labels = Vec::new();
+        for (t, label) in labels.iter().enumerate() {
+            for k in 0..FOLDS {
+                fold_of.insert(fold_label(label, k), (t, k));
+                fold_labels.push(fold_label(label, k));
+            }
+        }
+        let mut checksum = Sha256::new();
+        let parts = parts
+            .into_iter()
+            .map(|mut part| {
+                part.corpus = matcher.label_with(&part.corpus, fold_label);
+                checksum.update(part.corpus.checksum());
+                part
+            })
+            .collect();
+        FoldLabelled {
+            labels,
+            fold_labels,
+            fold_of,
+            parts,
+            checksum: format!("{:x}", checksum.finalize()),
+        }
+    }
+
+    /// Word counts for held-out fold `fold`: words of its names predicted with their type,
+    /// words of its names, words predicted in an entity, words.
+    fn tally(&self, labelled: &Corpus, predicted: &Corpus, fold: usize) -> [u64; 4] {
+        let mut tally = [0u64; 4];
+        for (gold, pred) in labelled.documents.iter().zip(&predicted.documents) {
+            for (gs, ps) in gold.sentences.iter().zip(&pred.sentences) {
+                let mut predicted_type: Vec<Option<&str>> = vec![None; ps.words.len()];
+                for e in &ps.entities {
+                    predicted_type[e.start..e.end].fill(Some(e.label.as_str()));
+                }
+                tally[2] += predicted_type.iter().filter(|t| t.is_some()).count() as u64;
+                tally[3] += ps.words.len() as u64;
+                for e in &gs.entities {
+                    let (t, k) = self.fold_of[&e.label];
+                    if k != fold {
+                        continue;
+                    }
+                    tally[1] += (e.end - e.start) as u64;
+                    tally[0] += predicted_type[e.start..e.end]
+                        .iter()
+                        .filter(|p| **p == Some(self.labels[t].as_str()))
+                        .count() as u64;
+                }
+            }
+        }
+        tally
+    }
+}
+
+/// The positive–unlabelled criterion from summed [`FoldLabelled::tally`] counts:
+/// (held-out recall, predicted rate, `recall² / rate`).
+fn pu_score(tally: &[u64; 4]) -> (f64, f64, f64) {
+    let recall = tally[0] as f64 / tally[1].max(1) as f64;
+    let rate = tally[2] as f64 / tally[3].max(1) as f64;
+    let score = if rate > 0.0 {
+        recall * recall / rate
+    } else {
+        0.0
+    };
+    (recall, rate, score)
+}
+
+/// The index of the highest score (the earliest on ties; 0 if there are none).
+fn highest(scores: impl Iterator<Item = f64>) -> usize {
+    let mut best = (0, f64::NEG_INFINITY);
+    for (i, score) in scores.enumerate() {
+        if score > best.1 {
+            best = (i, score);
+        }
+    }
+    best.0
+}
+
 /// Text labelled by a lexicon (per fold) and counted: what label-free calibration and its
 /// parameter choice ([`LabelFreeCounts::choose`]) both work from.
 #[derive(Debug, Clone)]
 pub struct LabelFreeCounts {
-    labels: Vec<String>,
-    /// Internal label (a type's fold) → (type index, fold).
-    fold_of: HashMap<String, (usize, usize)>,
+    text: FoldLabelled,
     counts: FeatureCounts,
-    /// The parts with lexicon matches (fold labels) as their only entities.
-    parts: Vec<EncodedCorpus>,
-    checksum: String,
 }
 
 /// One label-free grid point, scored without labels on the held-out folds' names.
@@ -153,39 +246,20 @@ impl LabelFreeCounts {
         taus: Vec<f32>,
         counted: CountedTokens,
     ) -> Result<LabelFreeCounts> {
-        let labels = matcher.labels().to_vec();
-        let mut fold_of = HashMap::new();
-        let mut fold_labels = Vec::new();
-        for (t, label) in labels.iter().enumerate() {
-            for k in 0..FOLDS {
-                fold_of.insert(fold_label(label, k), (t, k));
-                fold_labels.push(fold_label(label, k));
-            }
-        }
+        let text = FoldLabelled::new(parts, matcher);
         let mut counts =
-            FeatureCounts::new(d_sae, fold_labels.clone(), taus.clone())?.counting(counted);
-        let mut checksum = Sha256::new();
-        let mut labelled = Vec::with_capacity(parts.len());
-        for mut part in parts {
-            part.corpus = matcher.label_with(&part.corpus, fold_label);
-            checksum.update(part.corpus.checksum());
+            FeatureCounts::new(d_sae, text.fold_labels.clone(), taus.clone())?.counting(counted);
+        for part in &text.parts {
             counts.merge(&FeatureCounts::from_corpus(
-                &part,
+                part,
                 d_sae,
-                fold_labels.clone(),
+                text.fold_labels.clone(),
                 taus.clone(),
                 counted,
                 None,
             )?)?;
-            labelled.push(part);
         }
-        Ok(LabelFreeCounts {
-            labels,
-            fold_of,
-            counts,
-            parts: labelled,
-            checksum: format!("{:x}", checksum.finalize()),
-        })
+        Ok(LabelFreeCounts { text, counts })
     }
 
     /// The profile under `params` (τ must be one of the counted thresholds), with all
@@ -213,10 +287,12 @@ impl LabelFreeCounts {
             });
         }
         let (rows, report) = self.rows(&params.calibration, folds)?;
-        let group: Vec<usize> = (0..self.labels.len() * FOLDS).map(|i| i / FOLDS).collect();
-        let by_type = self.counts.group_labels(self.labels.clone(), &group)?;
+        let group: Vec<usize> = (0..self.text.labels.len() * FOLDS)
+            .map(|i| i / FOLDS)
+            .collect();
+        let by_type = self.counts.group_labels(self.text.labels.clone(), &group)?;
         let origin = Origin {
-            data_checksum: self.checksum.clone(),
+            data_checksum: self.text.checksum.clone(),
             ..origin
         };
         let profile = Profile::from_rows(
@@ -247,7 +323,7 @@ impl LabelFreeCounts {
         }
         let counts = &self.counts;
         let mut report = LabelFreeReport {
-            labels: self.labels.clone(),
+            labels: self.text.labels.clone(),
             matched_tokens: Vec::new(),
             held_out: Vec::new(),
             label_frequency: Vec::new(),
@@ -255,7 +331,7 @@ impl LabelFreeCounts {
             tokens: counts.tokens(),
         };
         let mut rows = Vec::new();
-        for (t, label) in self.labels.iter().enumerate() {
+        for (t, label) in self.text.labels.iter().enumerate() {
             let matched: [u64; FOLDS] =
                 std::array::from_fn(|k| counts.label_tokens()[t * FOLDS + k]);
             let total: u64 = folds.iter().map(|&k| matched[k]).sum();
@@ -343,71 +419,172 @@ impl LabelFreeCounts {
                 let (profile, _) = self.profile_from(origin.clone(), &params, &others)?;
                 rows += profile.rows.len();
                 let decoder = Decoder::new(&profile, decoding)?;
-                for part in &self.parts {
+                for part in &self.text.parts {
                     let predicted = decoder.predict_corpus(part)?;
                     for (t, n) in tally
                         .iter_mut()
-                        .zip(self.tally(&part.corpus, &predicted, k))
+                        .zip(self.text.tally(&part.corpus, &predicted, k))
                     {
                         *t += n;
                     }
                 }
             }
-            let recall = tally[0] as f64 / tally[1].max(1) as f64;
-            let rate = tally[2] as f64 / tally[3].max(1) as f64;
+            let (held_out_recall, predicted_rate, score) = pu_score(&tally);
             trials.push(PuTrial {
                 calibration,
                 decoding,
                 rows,
-                held_out_recall: recall,
-                predicted_rate: rate,
-                score: if rate > 0.0 {
-                    recall * recall / rate
-                } else {
-                    0.0
-                },
+                held_out_recall,
+                predicted_rate,
+                score,
             });
             progress(i + 1, points.len());
         }
-        let best = (0..trials.len())
-            .reduce(|a, b| {
-                if trials[b].score > trials[a].score {
-                    b
+        let best = highest(trials.iter().map(|t| t.score));
+        Ok((trials, best))
+    }
+}
+
+/// Label-free calibration for the naive-Bayes decoder ([`crate::bayes`]). The lexicon's
+/// matches are tagged `B-t`/`I-t` and every other word counts as O: naive Bayes needs counts
+/// per tag, and the unmatched entities among the O words only dilute their type's features'
+/// log-odds (the type bias, chosen below, makes up for it). Parameters are chosen with the
+/// criterion of [`LabelFreeCounts::choose`]: for each fold, the counts with that fold's
+/// names as O (regrouped, not recounted) decode the text, and the recall of the fold's names
+/// and the rate of predicted words are summed over folds before scoring.
+#[derive(Debug, Clone)]
+pub struct LabelFreeNb {
+    text: FoldLabelled,
+    /// Counted with the fold labels.
+    counts: NbCounts,
+}
+
+/// One label-free naive-Bayes grid point, scored without labels on the held-out folds'
+/// names (see [`PuTrial`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct PuNbTrial {
+    pub tau: f32,
+    /// Per offset, its weight.
+    pub weights: Vec<(i32, f64)>,
+    pub params: NbParams,
+    pub held_out_recall: f64,
+    pub predicted_rate: f64,
+    pub score: f64,
+}
+
+impl LabelFreeNb {
+    /// Labels `parts` with the matches of `matcher` (replacing their entities) and counts
+    /// them at thresholds `taus` and word offsets `offsets` (which must include 0).
+    pub fn new(
+        parts: Vec<EncodedCorpus>,
+        d_sae: usize,
+        matcher: &Matcher,
+        taus: Vec<f32>,
+        offsets: Vec<i32>,
+    ) -> Result<LabelFreeNb> {
+        let text = FoldLabelled::new(parts, matcher);
+        let mut counts: Option<NbCounts> = None;
+        for part in &text.parts {
+            let part_counts = NbCounts::from_corpus(
+                part,
+                d_sae,
+                text.fold_labels.clone(),
+                taus.clone(),
+                offsets.clone(),
+                None,
+            )?;
+            counts = Some(match counts {
+                None => part_counts,
+                Some(total) => total.merged(&part_counts)?,
+            });
+        }
+        let counts = counts.ok_or_else(|| Error::Argument {
+            name: "text".into(),
+            expected: "at least one corpus".into(),
+            found: "none".into(),
+        })?;
+        Ok(LabelFreeNb { text, counts })
+    }
+
+    /// The counts with the names of `folds` tagged as their type and the others' as O.
+    fn counts_from(&self, folds: &[usize]) -> Result<NbCounts> {
+        let mut class_of = vec![0];
+        for t in 0..self.text.labels.len() {
+            for k in 0..FOLDS {
+                let (b, i) = if folds.contains(&k) {
+                    (1 + 2 * t, 2 + 2 * t)
                 } else {
-                    a
+                    (0, 0)
+                };
+                class_of.extend([b, i]);
+            }
+        }
+        self.counts.regrouped(self.text.labels.clone(), &class_of)
+    }
+
+    /// Chooses parameters without labels (see the type's docs). Each bias of the grid is
+    /// tried for all types at once: the labelled sweep's per-type refinement follows the
+    /// best point of each fold, and the folds' scores are only comparable point by point.
+    /// Returns the trials in grid order and the index of the best (the earliest on ties).
+    pub fn choose(
+        &self,
+        grid: &NbGrid,
+        mut progress: impl FnMut(usize, usize),
+    ) -> Result<(Vec<PuNbTrial>, usize)> {
+        let steps = FOLDS * self.text.parts.len();
+        let mut summed: Vec<NbPoint<[u64; 4]>> = Vec::new();
+        for k in 0..FOLDS {
+            let others: Vec<usize> = (0..FOLDS).filter(|&j| j != k).collect();
+            let counts = self.counts_from(&others)?;
+            for (i, part) in self.text.parts.iter().enumerate() {
+                let tally = |predicted: &Corpus| Ok(self.text.tally(&part.corpus, predicted, k));
+                let points = sweep_points(&counts, part, grid, tally, None, |_| {})?;
+                if summed.is_empty() {
+                    summed = points;
+                } else {
+                    // Without refinement every sweep yields the grid's points in order.
+                    for (total, point) in summed.iter_mut().zip(points) {
+                        for (a, b) in total.measured.iter_mut().zip(point.measured) {
+                            *a += b;
+                        }
+                    }
+                }
+                progress(k * self.text.parts.len() + i + 1, steps);
+            }
+        }
+        let trials: Vec<PuNbTrial> = summed
+            .into_iter()
+            .map(|point| {
+                let (held_out_recall, predicted_rate, score) = pu_score(&point.measured);
+                PuNbTrial {
+                    tau: point.tau,
+                    weights: point.weights,
+                    params: point.params,
+                    held_out_recall,
+                    predicted_rate,
+                    score,
                 }
             })
-            .expect("at least one trial");
+            .collect();
+        let best = highest(trials.iter().map(|t| t.score));
         Ok((trials, best))
     }
 
-    /// Word counts of [`LabelFreeCounts::choose`] for held-out fold `fold`: words of its
-    /// names predicted with their type, words of its names, words predicted in an entity,
-    /// words.
-    fn tally(&self, labelled: &Corpus, predicted: &Corpus, fold: usize) -> [u64; 4] {
-        let mut tally = [0u64; 4];
-        for (gold, pred) in labelled.documents.iter().zip(&predicted.documents) {
-            for (gs, ps) in gold.sentences.iter().zip(&pred.sentences) {
-                let mut predicted_type: Vec<Option<&str>> = vec![None; ps.words.len()];
-                for e in &ps.entities {
-                    predicted_type[e.start..e.end].fill(Some(e.label.as_str()));
-                }
-                tally[2] += predicted_type.iter().filter(|t| t.is_some()).count() as u64;
-                tally[3] += ps.words.len() as u64;
-                for e in &gs.entities {
-                    let (t, k) = self.fold_of[&e.label];
-                    if k != fold {
-                        continue;
-                    }
-                    tally[1] += (e.end - e.start) as u64;
-                    tally[0] += predicted_type[e.start..e.end]
-                        .iter()
-                        .filter(|p| **p == Some(self.labels[t].as_str()))
-                        .count() as u64;
-                }
-            }
-        }
-        tally
+    /// The model with every fold's names as positives (τ and the offsets must have been
+    /// counted).
+    pub fn model(&self, tau: f32, weights: &[(i32, f64)], params: &NbParams) -> Result<NaiveBayes> {
+        let all: Vec<usize> = (0..FOLDS).collect();
+        self.counts_from(&all)?.model(tau, weights, params)
+    }
+
+    /// The types, in the lexicon's order.
+    pub fn labels(&self) -> &[String] {
+        &self.text.labels
+    }
+
+    /// A checksum of the text with its lexicon labels, for the profile's `data_checksum`.
+    pub fn checksum(&self) -> &str {
+        &self.text.checksum
     }
 }
 
@@ -521,9 +698,13 @@ mod tests {
             profile.label_tokens["city"],
             report.matched_tokens[0].iter().sum::<u64>()
         );
-        // Decoding finds cities the lexicon never named.
+        assert_finds_an_unnamed_city(&profile);
+    }
+
+    /// Decoding with `profile` finds a city the lexicon never named.
+    fn assert_finds_an_unnamed_city(profile: &Profile) {
         let test = encoded(&["Quito"]);
-        let decoder = Decoder::new(&profile, DecodeParams::default()).unwrap();
+        let decoder = Decoder::new(profile, profile.decoding).unwrap();
         let spans = decoder
             .decode(
                 &test.corpus.documents[0],
@@ -584,6 +765,37 @@ mod tests {
         assert_eq!(trials[1].held_out_recall, 1.0);
         assert!((trials[1].predicted_rate - 0.2).abs() < 1e-12);
         assert_eq!(best, 1);
+    }
+
+    #[test]
+    fn naive_bayes_without_labels_finds_unlisted_cities() {
+        let matcher = lexicon().matcher(MatchOptions::default());
+        let nb = LabelFreeNb::new(vec![encoded(&CITIES)], 8, &matcher, vec![1.0], vec![0]).unwrap();
+        let grid = NbGrid {
+            taus: vec![1.0],
+            alphas: vec![0.1],
+            s_mins: vec![1],
+            weights: Vec::new(),
+            scales: vec![1.0],
+            absences: vec![1.0],
+            biases: vec![-50.0, 0.0, 2.0, 50.0],
+            viterbi: vec![true],
+        };
+        let (trials, best) = nb.choose(&grid, |_, _| {}).unwrap();
+        let found: Vec<(f64, f64)> = trials
+            .iter()
+            .map(|t| (t.held_out_recall, t.predicted_rate))
+            .collect();
+        // Bias −50: nothing is predicted; 0: a few cities; 2: every city (one word in five),
+        // including the held-out fold's, which were counted as O; +50: every word.
+        assert_eq!(found, [(0.0, 0.0), (0.25, 0.025), (1.0, 0.2), (1.0, 1.0)]);
+        assert_eq!(best, 2);
+        let t = &trials[best];
+        let model = nb.model(t.tau, &t.weights, &t.params).unwrap();
+        let labels = nb.labels().to_vec();
+        let profile = Profile::from_naive_bayes(origin(), labels, 8, model, t.tau, 1).unwrap();
+        assert_eq!(profile.label_tokens["city"], 4);
+        assert_finds_an_unnamed_city(&profile);
     }
 
     #[test]

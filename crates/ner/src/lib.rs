@@ -75,7 +75,8 @@ pub use eval::{
     Outcome, Prf, Scores,
 };
 pub use label_free::{
-    calibrate_from_lexicon, LabelFreeCounts, LabelFreeParams, LabelFreeReport, PuTrial,
+    calibrate_from_lexicon, LabelFreeCounts, LabelFreeNb, LabelFreeParams, LabelFreeReport,
+    PuNbTrial, PuTrial,
 };
 pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
 pub use perturb::{perturb, PerturbKind};

@@ -134,6 +134,58 @@ impl Profile {
         })
     }
 
+    /// A profile for the naive-Bayes decoder: `model`, counted for `labels` with an SAE
+    /// `d_sae` wide at firing threshold `tau`, keeping features from `s_min` words; no
+    /// voting rows. `tokens` and `label_tokens` count calibration words.
+    pub fn from_naive_bayes(
+        origin: Origin,
+        labels: Vec<String>,
+        d_sae: usize,
+        model: NaiveBayes,
+        tau: f32,
+        s_min: u32,
+    ) -> Result<Profile> {
+        model
+            .check(&labels, d_sae)
+            .map_err(|(name, expected, found)| Error::Argument {
+                name,
+                expected,
+                found,
+            })?;
+        let own = model.offsets.iter().find(|o| o.offset == 0);
+        let words = own
+            .map(|o| o.words.clone())
+            .ok_or_else(|| Error::Argument {
+                name: "naive_bayes.offsets".into(),
+                expected: "offset 0 (the word itself)".into(),
+                found: "none".into(),
+            })?;
+        Ok(Profile {
+            format: FORMAT,
+            created_by: concat!("saener-ner ", env!("CARGO_PKG_VERSION")).to_string(),
+            origin,
+            d_sae,
+            label_tokens: labels
+                .iter()
+                .enumerate()
+                .map(|(t, l)| (l.clone(), words[1 + 2 * t] + words[2 + 2 * t]))
+                .collect(),
+            labels,
+            calibration: CalibrationParams {
+                tau,
+                s_min,
+                ..CalibrationParams::default()
+            },
+            counted_tokens: CountedTokens::default(),
+            decoding: DecodeParams::default(),
+            tokens: words.iter().sum(),
+            rows: Vec::new(),
+            boundary_rows: Vec::new(),
+            naive_bayes: Some(model),
+            contexts: BTreeMap::new(),
+        })
+    }
+
     /// Checks that the profile was calibrated for this model, layer and SAE; the error
     /// names each that differs, with both values.
     pub fn check_compatible(&self, model: &str, layer: usize, sae_id: &str) -> Result<()> {

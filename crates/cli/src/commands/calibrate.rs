@@ -1,8 +1,8 @@
 use anyhow::{Context as _, Result};
 use saener_ner::{
     nb_sweep, sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens, DecodeParams,
-    EncodedCorpus, FeatureCounts, Grid, LabelFreeCounts, LabelFreeParams, Lexicon, MatchOptions,
-    NbCounts, NbGrid, NbParams, Profile, Smoothing, TextMode, WordPooling,
+    EncodedCorpus, FeatureCounts, Grid, LabelFreeCounts, LabelFreeNb, LabelFreeParams, Lexicon,
+    MatchOptions, Matcher, NbCounts, NbGrid, NbParams, Profile, Smoothing, TextMode, WordPooling,
 };
 use std::path::{Path, PathBuf};
 
@@ -22,7 +22,9 @@ Lexicon names (or the examples' entity strings) matched in the text mark positiv
 other tokens are unlabelled. Label-free defaults: --tau 100 --p-min 0.3 --s-min 10 \
 --threshold 0.8 --extend 0.5 (labelled: --tau 0 --p-min 0.5 --s-min 5 --threshold 0.5). \
 Label-free, list-valued options form a grid chosen without labels: each fold of names is held \
-out in turn, and a point scores held-out recall squared over the share of words predicted.")]
+out in turn, and a point scores held-out recall squared over the share of words predicted. \
+With --decoder naive-bayes the matches are tagged words and every other word is O, the \
+--nb-* grid is chosen by the same criterion, and each --nb-bias applies to all types at once.")]
 pub struct Args {
     /// Labelled calibration data: CoNLL columns, or JSONL with character spans (.jsonl).
     #[arg(long, required_unless_present_any = ["lexicon", "examples"], conflicts_with_all = ["lexicon", "examples"])]
@@ -239,8 +241,8 @@ pub fn run(mut args: Args) -> Result<()> {
     ];
     let tuned = args.dev.is_some() || args.holdout.is_some();
     if label_free {
-        if args.decoder != DecoderKind::NoisyOr {
-            anyhow::bail!("--decoder: label-free calibration makes noisy_or profiles only");
+        if args.decoder == DecoderKind::NaiveBayes {
+            return run_label_free_naive_bayes(&args);
         }
         if args.counted_tokens.len() != 1 {
             anyhow::bail!("--counted-tokens: label-free calibration takes one value");
@@ -441,6 +443,30 @@ fn load_labelled(args: &Args) -> Result<Labelled> {
     })
 }
 
+/// The word offsets naive Bayes counts: 0 (the word itself), then `--nb-offsets`.
+fn nb_offsets(args: &Args) -> Vec<i32> {
+    std::iter::once(0)
+        .chain(args.nb_offsets.iter().copied().filter(|&o| o != 0))
+        .collect()
+}
+
+/// The naive-Bayes grid of the `--tau`, `--s-min` and `--nb-*` options.
+fn nb_grid(args: &Args, offsets: &[i32]) -> NbGrid {
+    NbGrid {
+        taus: args.tau.clone(),
+        alphas: args.nb_alpha.clone(),
+        s_mins: args.s_min.clone(),
+        weights: offsets[1..]
+            .iter()
+            .map(|&o| (o, args.nb_weight.clone()))
+            .collect(),
+        scales: args.nb_scale.clone(),
+        absences: args.nb_absence.clone(),
+        biases: args.nb_bias.clone(),
+        viterbi: args.nb_viterbi.clone(),
+    }
+}
+
 /// `--decoder naive_bayes`: counts at every offset and τ, a grid chosen on dev, the
 /// profile counted on all the calibration data.
 fn run_naive_bayes(
@@ -453,9 +479,7 @@ fn run_naive_bayes(
     dev_name: &str,
 ) -> Result<()> {
     let d_sae = stack.sae.config().d_sae;
-    let offsets: Vec<i32> = std::iter::once(0)
-        .chain(args.nb_offsets.iter().copied().filter(|&o| o != 0))
-        .collect();
+    let offsets = nb_offsets(args);
     let count = |corpus: &EncodedCorpus| {
         NbCounts::from_corpus(
             corpus,
@@ -474,19 +498,7 @@ fn run_naive_bayes(
         args.tau.len(),
         started.elapsed().as_secs_f64()
     );
-    let grid = NbGrid {
-        taus: args.tau.clone(),
-        alphas: args.nb_alpha.clone(),
-        s_mins: args.s_min.clone(),
-        weights: offsets[1..]
-            .iter()
-            .map(|&o| (o, args.nb_weight.clone()))
-            .collect(),
-        scales: args.nb_scale.clone(),
-        absences: args.nb_absence.clone(),
-        biases: args.nb_bias.clone(),
-        viterbi: args.nb_viterbi.clone(),
-    };
+    let grid = nb_grid(args, &offsets);
     let (tau, weights, params) = match &dev {
         None => (
             grid.taus[0],
@@ -528,23 +540,7 @@ fn run_naive_bayes(
         }
     };
     let model = counts.model(tau, &weights, &params)?;
-    let calibration = CalibrationParams {
-        tau,
-        s_min: params.s_min,
-        ..CalibrationParams::default()
-    };
-    // The voting rows are not used by this decoder; the profile keeps none.
-    let empty = FeatureCounts::new(d_sae, labels.clone(), vec![tau])?;
-    let mut profile = Profile::calibrate(origin, &empty, calibration, DecodeParams::default())?;
-    // The naive-Bayes counts are per word: record the calibration words per type.
-    let words = &model.offsets[0].words;
-    profile.tokens = words.iter().sum();
-    profile.label_tokens = labels
-        .iter()
-        .enumerate()
-        .map(|(t, l)| (l.clone(), words[1 + 2 * t] + words[2 + 2 * t]))
-        .collect();
-    profile.naive_bayes = Some(model);
+    let profile = Profile::from_naive_bayes(origin, labels, d_sae, model, tau, params.s_min)?;
     profile.save(&args.out)?;
     eprintln!(
         "saener: wrote {} (naive Bayes, {} features; tau {tau}, offsets {weights:?}, {params:?})",
@@ -554,9 +550,19 @@ fn run_naive_bayes(
     Ok(())
 }
 
-/// `--lexicon` or `--examples`: matches in unlabelled text instead of gold labels.
-fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
-    // Every input is read before the model loads, so that a bad file fails fast.
+/// What label-free calibration reads: the lexicon (or the examples' names) and where it came
+/// from, its matcher, the model stack, and the encoded text (the examples first, if given).
+struct LabelFreeInput {
+    lexicon: Lexicon,
+    source: PathBuf,
+    matcher: Matcher,
+    stack: Stack,
+    parts: Vec<EncodedCorpus>,
+}
+
+/// Reads `--lexicon` or `--examples` and the `--text` files (all before the model loads, so
+/// that a bad file fails fast), then encodes the text.
+fn load_label_free(args: &Args) -> Result<LabelFreeInput> {
     let (lexicon, source, examples) = match (&args.lexicon, &args.examples) {
         (Some(path), _) => (Lexicon::load(path)?, path, None),
         (None, Some(path)) => {
@@ -611,6 +617,24 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
         eprintln!("saener: encoding {}", path.display());
         parts.push(stack.encode(corpus, &args.cache)?);
     }
+    Ok(LabelFreeInput {
+        lexicon,
+        source: source.clone(),
+        matcher,
+        stack,
+        parts,
+    })
+}
+
+/// `--lexicon` or `--examples`: matches in unlabelled text instead of gold labels.
+fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
+    let LabelFreeInput {
+        lexicon,
+        matcher,
+        stack,
+        parts,
+        ..
+    } = load_label_free(args)?;
     // The library replaces the data checksum with one of the lexicon-labelled text.
     let origin = stack.origin(&parts[0].corpus);
     let counted = args.counted_tokens[0];
@@ -638,26 +662,13 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
         },
     };
     if grid.points_len() > 1 {
-        let bar = indicatif::ProgressBar::new(0).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} parameter sets (ETA {eta})",
-            )
-            .expect("valid template"),
-        );
-        let (trials, best) = counts.choose(&origin, grid, |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        })?;
-        bar.finish_and_clear();
-        write_trials(args.sweep_out.as_deref(), &trials)?;
+        let (trials, best) = choose_label_free(
+            args,
+            "parameter sets",
+            |progress| counts.choose(&origin, grid, progress),
+            |t| (t.score, t.held_out_recall, t.predicted_rate),
+        )?;
         let t = &trials[best];
-        eprintln!(
-            "saener: best of {} parameter sets by the label-free criterion (held-out names): score {:.3}, held-out recall {:.3}, predicted rate {:.4}",
-            trials.len(),
-            t.score,
-            t.held_out_recall,
-            t.predicted_rate
-        );
         params.calibration = t.calibration;
         params.decoding = t.decoding;
     } else if args.sweep_out.is_some() {
@@ -689,6 +700,92 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
         params.decoding.extend
     );
     Ok(())
+}
+
+/// `--lexicon` or `--examples` with `--decoder naive-bayes`: the lexicon's matches are the
+/// tagged words, every other word O; a grid is chosen by the same criterion as the voting
+/// decoder's, each bias for all types at once.
+fn run_label_free_naive_bayes(args: &Args) -> Result<()> {
+    let LabelFreeInput {
+        lexicon,
+        source,
+        matcher,
+        stack,
+        parts,
+    } = load_label_free(args)?;
+    let d_sae = stack.sae.config().d_sae;
+    let origin = stack.origin(&parts[0].corpus);
+    let offsets = nb_offsets(args);
+    let grid = nb_grid(args, &offsets);
+    let started = std::time::Instant::now();
+    let counts = LabelFreeNb::new(parts, d_sae, &matcher, args.tau.clone(), offsets.clone())?;
+    eprintln!(
+        "saener: counted {} offsets at {} thresholds in {:.1} s",
+        offsets.len(),
+        args.tau.len(),
+        started.elapsed().as_secs_f64()
+    );
+    let (trials, best) = choose_label_free(
+        args,
+        "folds × texts",
+        |progress| counts.choose(&grid, progress),
+        |t| (t.score, t.held_out_recall, t.predicted_rate),
+    )?;
+    let t = &trials[best];
+    let model = counts.model(t.tau, &t.weights, &t.params)?;
+    let origin = saener_ner::Origin {
+        data_checksum: counts.checksum().to_string(),
+        ..origin
+    };
+    let labels = counts.labels().to_vec();
+    let profile = Profile::from_naive_bayes(origin, labels, d_sae, model, t.tau, t.params.s_min)?;
+    profile.save(&args.out)?;
+    for label in &profile.labels {
+        eprintln!(
+            "saener: {label}: {} names in {}, {} matched words",
+            lexicon.types[label].len(),
+            source.display(),
+            profile.label_tokens[label]
+        );
+    }
+    eprintln!(
+        "saener: wrote {} (naive Bayes, {} features; tau {}, offsets {:?}, {:?})",
+        args.out.display(),
+        profile.features().len(),
+        t.tau,
+        t.weights,
+        t.params
+    );
+    Ok(())
+}
+
+/// Runs a label-free parameter choice behind a progress bar counting `unit`, writes its
+/// trials to `--sweep-out` and reports the best, whose (score, held-out recall, predicted
+/// rate) `pu` reads; returns the trials and the best's index.
+fn choose_label_free<T: serde::Serialize>(
+    args: &Args,
+    unit: &str,
+    choose: impl FnOnce(&mut dyn FnMut(usize, usize)) -> saener_ner::Result<(Vec<T>, usize)>,
+    pu: impl Fn(&T) -> (f64, f64, f64),
+) -> Result<(Vec<T>, usize)> {
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template(&format!(
+            "{{elapsed_precise}} [{{bar:30}}] {{pos}}/{{len}} {unit} (ETA {{eta}})"
+        ))
+        .expect("valid template"),
+    );
+    let (trials, best) = choose(&mut |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    write_trials(args.sweep_out.as_deref(), &trials)?;
+    let (score, recall, rate) = pu(&trials[best]);
+    eprintln!(
+        "saener: best of {} parameter sets by the label-free criterion (held-out names): score {score:.3}, held-out recall {recall:.3}, predicted rate {rate:.4}",
+        trials.len()
+    );
+    Ok((trials, best))
 }
 
 /// Reads unlabelled text for label-free calibration; a CoNLL or JSONL file's labels are
