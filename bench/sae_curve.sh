@@ -3,8 +3,10 @@
 # Each SAE has the shipped SAE's config (16,384 latents, TopK k = 64, same store: the first
 # 115 shards of the layer-9 store of the model card), only --tokens differs; each is given
 # BatchTopK's threshold as the shipped one was, scored by `sae eval` on the held-out corpus
-# slice, then calibrated (train, parameters on dev, bench/results.sh's grid) and evaluated
-# (test) on CoNLL-2003 and NCBI-disease. Every step resumes or is skipped when done.
+# slice, then calibrated (train, parameters on dev) and evaluated (test) on CoNLL-2003 and
+# NCBI-disease twice: with the noisy-or decoder (bench/results.sh's former grid) and with the
+# shipped naive-Bayes decoder (common.sh's NB_FIXED_GRID). Every step resumes or is skipped
+# when done.
 #
 #   bash bench/sae_curve.sh STORE CORPUS RUNS [TOKENS...]
 #     STORE   the activation store (`saener residuals --store`, 115 shards)
@@ -42,21 +44,29 @@ for t in "${TOKENS[@]}"; do
     [ -s "$OUT/t$t-$ds-test.json" ] ||
       saener eval --sae "$run/sae-btk" --keep-residuals --profile "$run/$ds.json" \
         --data "$DATA/$ds/test.conll" --json "$OUT/t$t-$ds-test.json" >/dev/null
+    [ -f "$run/$ds-nb.json" ] ||
+      saener calibrate --sae "$run/sae-btk" --keep-residuals --data "$DATA/$ds/train.conll" \
+        --dev "$DATA/$ds/dev.conll" "${NB_FIXED_GRID[@]}" --out "$run/$ds-nb.json" \
+        --sweep-out "$run/$ds-nb-sweep.jsonl"
+    [ -s "$OUT/t$t-$ds-nb-test.json" ] ||
+      saener eval --sae "$run/sae-btk" --keep-residuals --profile "$run/$ds-nb.json" \
+        --data "$DATA/$ds/test.conll" --json "$OUT/t$t-$ds-nb-test.json" >/dev/null
   done
 done
-# One row per SAE: held-out FVU / L0 / dead fraction / CE recovered under TopK, then the best
-# dev F1 of the sweep and the test F1.
+# One row per SAE: held-out FVU / dead fraction / CE recovered under TopK, then the best dev
+# F1 of each sweep and the test F1, noisy-or then naive Bayes.
 {
-  echo "| training tokens | FVU | dead fraction | CE loss recovered | CoNLL dev F1 | CoNLL test F1 | NCBI dev F1 | NCBI test F1 |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| training tokens | FVU | dead fraction | CE loss recovered | noisy-or: CoNLL dev | CoNLL test | NCBI dev | NCBI test | naive Bayes: CoNLL dev | CoNLL test | NCBI dev | NCBI test |"
+  echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for t in "${TOKENS[@]}"; do
     run=$RUNS/t$t
     dev() { jq -s 'map(.f1) | max * 1000 | round / 10' "$run/$1-sweep.jsonl"; }
     test_f1() { jq '.strict.micro.f1 * 1000 | round / 10' "$OUT/t$t-$1-test.json"; }
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
       "$(jq '.fvu * 1000 | round / 1000' "$OUT/t$t-sae-eval.json")" \
       "$(jq '.dead_fraction * 1000 | round / 10' "$OUT/t$t-sae-eval.json")" \
       "$(jq '.ce_loss_recovered * 1000 | round / 10' "$OUT/t$t-sae-eval.json")" \
-      "$(dev conll2003)" "$(test_f1 conll2003)" "$(dev ncbi_disease)" "$(test_f1 ncbi_disease)"
+      "$(dev conll2003)" "$(test_f1 conll2003)" "$(dev ncbi_disease)" "$(test_f1 ncbi_disease)" \
+      "$(dev conll2003-nb)" "$(test_f1 conll2003-nb)" "$(dev ncbi_disease-nb)" "$(test_f1 ncbi_disease-nb)"
   done
 } | tee "$OUT/table.md"
