@@ -13,3 +13,16 @@ NB_GRID=(--decoder naive-bayes --tau 80,125 --s-min 3 --nb-alpha 0.1,0.5
 NB_FIXED_GRID=(--decoder naive-bayes --tau 80 --s-min 3 --nb-alpha 0.1 --nb-scale 0.12,0.25,0.5
                --nb-absence 0.5,1 --nb-bias=-8,-6,-4,-2,0,2 --nb-weight 0,0.5,1
                --nb-viterbi true --nb-offsets=-1,1,2)
+# `calibrate_and_test SAE DATASET PROFILE REPORT GRID...`: calibrates PROFILE for SAE on the
+# dataset's train split, GRID chosen on dev (every point in PROFILE's -sweep.jsonl beside
+# it), then evaluates it on test into REPORT; each step is skipped when its output exists.
+calibrate_and_test() {
+  local sae=$1 ds=$2 profile=$3 report=$4
+  shift 4
+  [ -f "$profile" ] ||
+    saener calibrate --sae "$sae" --keep-residuals --data "$DATA/$ds/train.conll" \
+      --dev "$DATA/$ds/dev.conll" "$@" --out "$profile" --sweep-out "${profile%.json}-sweep.jsonl"
+  [ -s "$report" ] ||
+    saener eval --sae "$sae" --keep-residuals --profile "$profile" \
+      --data "$DATA/$ds/test.conll" --json "$report" >/dev/null
+}

@@ -54,13 +54,8 @@ done
 for ds in conll2003 ncbi_disease; do
   for v in "${VARIANTS[@]}"; do
     n=$(name "$v")
-    [ -f "$RUNS/$n/$ds.json" ] ||
-      saener calibrate --sae "$RUNS/$n/sae-btk" --keep-residuals --data "$DATA/$ds/train.conll" \
-        --dev "$DATA/$ds/dev.conll" "${NB_FIXED_GRID[@]}" \
-        --out "$RUNS/$n/$ds.json" --sweep-out "$RUNS/$n/$ds-sweep.jsonl"
-    [ -s "$OUT/$n-$ds-test.json" ] ||
-      saener eval --sae "$RUNS/$n/sae-btk" --keep-residuals --profile "$RUNS/$n/$ds.json" \
-        --data "$DATA/$ds/test.conll" --json "$OUT/$n-$ds-test.json" >/dev/null
+    calibrate_and_test "$RUNS/$n/sae-btk" "$ds" "$RUNS/$n/$ds.json" "$OUT/$n-$ds-test.json" \
+      "${NB_FIXED_GRID[@]}"
   done
 done
 for v in "${VARIANTS[@]}"; do

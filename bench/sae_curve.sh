@@ -37,20 +37,9 @@ for t in "${TOKENS[@]}"; do
     saener sae eval --text "$CORPUS/heldout.jsonl" --sae "$run/sae" --ce-tokens "${CE_TOKENS:-4096}" \
       >"$OUT/t$t-sae-eval.json"
   for ds in conll2003 ncbi_disease; do
-    [ -f "$run/$ds.json" ] ||
-      saener calibrate --sae "$run/sae-btk" --keep-residuals --data "$DATA/$ds/train.conll" \
-        --dev "$DATA/$ds/dev.conll" "${GRID[@]}" --out "$run/$ds.json" \
-        --sweep-out "$run/$ds-sweep.jsonl"
-    [ -s "$OUT/t$t-$ds-test.json" ] ||
-      saener eval --sae "$run/sae-btk" --keep-residuals --profile "$run/$ds.json" \
-        --data "$DATA/$ds/test.conll" --json "$OUT/t$t-$ds-test.json" >/dev/null
-    [ -f "$run/$ds-nb.json" ] ||
-      saener calibrate --sae "$run/sae-btk" --keep-residuals --data "$DATA/$ds/train.conll" \
-        --dev "$DATA/$ds/dev.conll" "${NB_FIXED_GRID[@]}" --out "$run/$ds-nb.json" \
-        --sweep-out "$run/$ds-nb-sweep.jsonl"
-    [ -s "$OUT/t$t-$ds-nb-test.json" ] ||
-      saener eval --sae "$run/sae-btk" --keep-residuals --profile "$run/$ds-nb.json" \
-        --data "$DATA/$ds/test.conll" --json "$OUT/t$t-$ds-nb-test.json" >/dev/null
+    calibrate_and_test "$run/sae-btk" "$ds" "$run/$ds.json" "$OUT/t$t-$ds-test.json" "${GRID[@]}"
+    calibrate_and_test "$run/sae-btk" "$ds" "$run/$ds-nb.json" "$OUT/t$t-$ds-nb-test.json" \
+      "${NB_FIXED_GRID[@]}"
   done
 done
 # One row per SAE: held-out FVU / dead fraction / CE recovered under TopK, then the best dev
