@@ -6,12 +6,14 @@
 #
 #   bash bench/results.sh eval    # SAE-NER reports first
 #   bash bench/probes.sh          # ~30 min cold (dense residuals are extracted once and cached)
+#   INPUTS=sae bash bench/probes.sh   # only the probes on SAE codes (after a new SAE); the
+#                                     # table then reads the dense reports already in results/
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/common.sh
 OUT=results/probes
 mkdir -p "$OUT"
-for input in sae dense; do
+for input in ${INPUTS:-sae dense}; do
   for ds in conll2003 ncbi_disease; do
     saener probe train --input $input --data "$DATA/$ds/train.conll" --dev "$DATA/$ds/dev.conll" \
       --l2 1e-5,1e-4,1e-3 --out "$OUT/$ds-$input.safetensors"
