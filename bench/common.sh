@@ -26,3 +26,8 @@ calibrate_and_test() {
     saener eval --sae "$sae" --keep-residuals --profile "$profile" \
       --data "$DATA/$ds/test.conll" --json "$report" >/dev/null
 }
+# Table cells for the bench scripts: `pct FILE FILTER` is FILTER's value in the JSON FILE as
+# a percentage to one decimal, `best_dev_f1 SWEEP` the best F1 of a `--sweep-out` file, the
+# same way; either is "–" when its file is missing or empty (a run not finished).
+pct() { [ -s "$1" ] && jq "$2 * 1000 | round / 10" "$1" || echo –; }
+best_dev_f1() { [ -s "$1" ] && jq -s 'map(.f1) | max * 1000 | round / 10' "$1" || echo –; }

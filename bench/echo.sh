@@ -38,7 +38,7 @@ for ds in "${BENCHES[@]}"; do
       --data "$DATA/$ds/test.conll" --json "$OUT/$ds-echo-test-$input.json"
   done
 done
-f1() { jq '.strict.micro.f1 * 1000 | round / 10' "$1"; }
+f1() { pct "$1" .strict.micro.f1; }
 {
   echo "| benchmark (test) | SAE-NER plain | SAE-NER echo | SAE probe plain | SAE probe echo | dense probe plain | dense probe echo |"
   echo "|---|---|---|---|---|---|---|"

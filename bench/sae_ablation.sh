@@ -72,15 +72,15 @@ done
   for v in "${VARIANTS[@]}"; do
     n=$(name "$v") l=$(layer "$v")
     cfg=$RUNS/$n/sae/config.json
-    pct() { [ -s "$1" ] && jq "$2 * 1000 | round / 10" "$1" || echo –; }
-    dev() { [ -s "$RUNS/$n/$1-sweep.jsonl" ] && jq -s 'map(.f1) | max * 1000 | round / 10' "$RUNS/$n/$1-sweep.jsonl" || echo –; }
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$n" "$l" \
       "$(jq .width "$cfg")" "$(jq .saener.training.stats.tokens "$cfg")" \
       "$(jq '.saener.training.stats | .tokens / .elapsed_secs | round' "$cfg")" \
       "$(jq '.fvu * 1000 | round / 1000' "$OUT/$n-sae-eval.json" 2>/dev/null || echo –)" \
       "$(pct "$OUT/$n-sae-eval.json" .dead_fraction)" \
       "$(pct "$OUT/$n-sae-eval.json" .ce_loss_recovered)" \
-      "$(dev conll2003)" "$(pct "$OUT/$n-conll2003-test.json" .strict.micro.f1)" \
-      "$(dev ncbi_disease)" "$(pct "$OUT/$n-ncbi_disease-test.json" .strict.micro.f1)"
+      "$(best_dev_f1 "$RUNS/$n/conll2003-sweep.jsonl")" \
+      "$(pct "$OUT/$n-conll2003-test.json" .strict.micro.f1)" \
+      "$(best_dev_f1 "$RUNS/$n/ncbi_disease-sweep.jsonl")" \
+      "$(pct "$OUT/$n-ncbi_disease-test.json" .strict.micro.f1)"
   done
 } | tee "$OUT/table.md"

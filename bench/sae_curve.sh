@@ -49,12 +49,12 @@ done
   echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
   for t in "${TOKENS[@]}"; do
     run=$RUNS/t$t
-    dev() { jq -s 'map(.f1) | max * 1000 | round / 10' "$run/$1-sweep.jsonl"; }
-    test_f1() { jq '.strict.micro.f1 * 1000 | round / 10' "$OUT/t$t-$1-test.json"; }
+    dev() { best_dev_f1 "$run/$1-sweep.jsonl"; }
+    test_f1() { pct "$OUT/t$t-$1-test.json" .strict.micro.f1; }
     printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n' "$t" \
       "$(jq '.fvu * 1000 | round / 1000' "$OUT/t$t-sae-eval.json")" \
-      "$(jq '.dead_fraction * 1000 | round / 10' "$OUT/t$t-sae-eval.json")" \
-      "$(jq '.ce_loss_recovered * 1000 | round / 10' "$OUT/t$t-sae-eval.json")" \
+      "$(pct "$OUT/t$t-sae-eval.json" .dead_fraction)" \
+      "$(pct "$OUT/t$t-sae-eval.json" .ce_loss_recovered)" \
       "$(dev conll2003)" "$(test_f1 conll2003)" "$(dev ncbi_disease)" "$(test_f1 ncbi_disease)" \
       "$(dev conll2003-nb)" "$(test_f1 conll2003-nb)" "$(dev ncbi_disease-nb)" "$(test_f1 ncbi_disease-nb)"
   done
