@@ -4,13 +4,13 @@
 
 mod common;
 
-use common::{fails, json_lines, ok, saener, shared};
+use common::{fails, json_lines, ok, saener};
+use saener_test_support::fixture;
 use std::path::Path;
 
 #[test]
 fn tokenize_matches_golden_ids_and_keeps_one_line_per_input() {
-    let golden =
-        std::fs::read_to_string(shared().join("golden/gemma3-270m/tokenizer.jsonl")).unwrap();
+    let golden = std::fs::read_to_string(fixture("golden/gemma3-270m/tokenizer.jsonl")).unwrap();
     let cases: Vec<serde_json::Value> = golden
         .lines()
         .take(200)
@@ -44,10 +44,10 @@ fn tokenize_matches_golden_ids_and_keeps_one_line_per_input() {
 #[test]
 fn residuals_match_golden_layer_9_and_report_bad_records() {
     let cases: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(shared().join("golden/gemma3-270m/model_cases.json")).unwrap(),
+        &std::fs::read_to_string(fixture("golden/gemma3-270m/model_cases.json")).unwrap(),
     )
     .unwrap();
-    let names = ["capital", "news", "unicode"];
+    let names = ["capital", "biomed", "unicode"];
     let mut input: String = names
         .iter()
         .map(|n| {
@@ -80,9 +80,7 @@ fn residuals_match_golden_layer_9_and_report_bad_records() {
         let (shape, ours) = saener_sae::npy::read(dir.path().join(format!("{name}.npy"))).unwrap();
         assert_eq!(shape, vec![n, 640]);
         let (_, golden) = saener_sae::npy::read(
-            shared()
-                .join("golden/gemma3-270m")
-                .join(case["resid_post_file"].as_str().unwrap()),
+            fixture("golden/gemma3-270m").join(case["resid_post_file"].as_str().unwrap()),
         )
         .unwrap();
         let golden = &golden[layer_9 * n * 640..(layer_9 + 1) * n * 640];
@@ -226,7 +224,7 @@ fn sae_store_train_info_eval_end_to_end() {
 
 #[test]
 fn sae_eval_rejects_an_sae_for_another_model() {
-    let fixture = shared().join("golden/sae-formats/saelens_topk");
+    let fixture = fixture("golden/sae-formats/saelens_topk");
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/news.jsonl");
     let output = saener(
         &[

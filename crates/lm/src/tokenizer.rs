@@ -3,7 +3,7 @@
 //! The GGUF stores the SentencePiece model as `tokenizer.ggml.model = "llama"`: a vocabulary of
 //! pieces with a score and a type each, and no merges list. [`Tokenizer::encode`] reproduces the
 //! reference tokenizer (Hugging Face / SentencePiece with Gemma 3's `tokenizer.model`, checked
-//! against `shared/golden/gemma3-270m/tokenizer.jsonl`):
+//! against `fixtures/golden/gemma3-270m/tokenizer.jsonl` and the shared folder's full set):
 //!
 //! 1. **Special pieces are split out first**, longest match at each position, scanning left to
 //!    right. They are the user-defined pieces (type 4: runs of `\n`, runs of two or more plain

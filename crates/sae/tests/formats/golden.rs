@@ -1,4 +1,4 @@
-//! The fixtures in `shared/golden/sae-formats`, written by SAELens, sparsify and numpy, and
+//! The fixtures in `fixtures/golden/sae-formats`, written by SAELens, sparsify and numpy, and
 //! every writer's round trip of them.
 
 use saener_sae::format::{gemmascope, gemmascope2, saelens, sparsify};

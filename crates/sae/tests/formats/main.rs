@@ -10,15 +10,9 @@ use std::path::{Path, PathBuf};
 use saener_sae::SparseCode;
 use safetensors::tensor::TensorView;
 
-/// `shared/` of the checkout (or `$SAENER_SHARED`), which holds the golden files.
-pub fn shared_dir() -> PathBuf {
-    std::env::var_os("SAENER_SHARED")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../../../shared")))
-}
-
+/// A fixture written by the SAE libraries themselves (`fixtures/golden/sae-formats/`).
 pub fn fixture(name: &str) -> PathBuf {
-    shared_dir().join("golden/sae-formats").join(name)
+    saener_test_support::fixture("golden/sae-formats").join(name)
 }
 
 /// Deterministic values in [-1, 1).
