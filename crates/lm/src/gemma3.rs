@@ -31,9 +31,11 @@ use std::path::Path;
 const SLIDING_WINDOW_PATTERN: usize = 6;
 /// RoPE base of the local (sliding-window) blocks; the file stores only the global one.
 const ROPE_LOCAL_BASE: f64 = 10_000.0;
-/// Most tokens one windowed forward pass puts through the model at once; bounds the
-/// activations' memory (the MLP's `[tokens, 2 × ffn]` buffer is the largest).
-const MAX_TOKENS_PER_PASS: usize = 4096;
+/// Most tokens one forward pass puts through the model at once when it can choose (batches
+/// of documents, groups of windows); bounds the activations' memory (the MLP's
+/// `[tokens, 2 × ffn]` buffer is the largest). A single sequence longer than this still runs
+/// whole. 16 sequences of 1,024 tokens fit, so batches of ordinary documents are never split.
+pub(crate) const MAX_TOKENS_PER_PASS: usize = 16_384;
 
 /// Model hyper-parameters, read from the GGUF metadata.
 #[derive(Debug, Clone, PartialEq)]
@@ -620,9 +622,16 @@ pub struct LoadOptions {
 }
 
 /// How [`Gemma3::resid_post_windowed`] splits long inputs.
+///
+/// The default window is Gemma 3's whole context (32,768 tokens), so every document the model
+/// can read at once is read at once, and its rows are the model's own. Only longer inputs are
+/// windowed, and each window repeats 2,048 tokens, four times the local blocks' 512-token
+/// attention span: with 128 tokens of overlap, a row just past a seam of the golden 1,328-token
+/// case turned into a spurious "massive activation" (norm 96,928 where the model has 11,520);
+/// with 512 or more, none did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowOptions {
-    /// Most tokens per forward pass, BOS included.
+    /// Most tokens per forward pass, BOS included; capped at the model's context length.
     pub window: usize,
     /// Tokens each window repeats from the previous one, as left context only.
     pub overlap: usize,
@@ -631,8 +640,8 @@ pub struct WindowOptions {
 impl Default for WindowOptions {
     fn default() -> Self {
         Self {
-            window: 1024,
-            overlap: 128,
+            window: 32_768,
+            overlap: 2_048,
         }
     }
 }
@@ -741,6 +750,11 @@ impl Gemma3 {
         options: WindowOptions,
     ) -> Result<Tensor> {
         self.check_layer(layer)?;
+        // Positions past the context length were never trained: window there instead.
+        let options = WindowOptions {
+            window: options.window.min(self.config.max_position_embeddings),
+            ..options
+        };
         if ids.len() <= options.window {
             return self.resid_post(ids, layer);
         }

@@ -12,7 +12,7 @@
 //! 2024). It doubles the tokens run. A text longer than half the window is echoed piece by
 //! piece, each piece seeing itself twice but not the pieces before it.
 
-use crate::gemma3::{Gemma3, WindowOptions};
+use crate::gemma3::{Gemma3, WindowOptions, MAX_TOKENS_PER_PASS};
 use crate::{Encoding, Result, Tokenizer};
 
 /// One document's residual stream after block `layer`.
@@ -91,7 +91,7 @@ impl Extractor<'_> {
             .into_iter()
             .partition(|&i| encodings[i].ids.len() > self.options.window.window);
 
-        for batch in short.chunks(self.options.batch_size.max(1)) {
+        for batch in batches(&short, |i| encodings[i].ids.len(), self.options.batch_size) {
             let seqs: Vec<&[u32]> = batch.iter().map(|&i| encodings[i].ids.as_slice()).collect();
             let outputs = self.model.resid_post_batch(&seqs, self.options.layer)?;
             for (&i, tensor) in batch.iter().zip(outputs) {
@@ -170,5 +170,50 @@ impl Extractor<'_> {
             }
         }
         Ok(rows)
+    }
+}
+
+/// Consecutive runs of `order` with at most `max_sequences` sequences and, unless one
+/// sequence alone is longer, at most [`MAX_TOKENS_PER_PASS`] tokens: with the window as long
+/// as the model's context, a count alone no longer bounds a batch's memory.
+fn batches<'a>(
+    order: &'a [usize],
+    tokens: impl Fn(usize) -> usize,
+    max_sequences: usize,
+) -> Vec<&'a [usize]> {
+    let mut out = Vec::new();
+    let (mut start, mut total) = (0, 0);
+    for (at, &i) in order.iter().enumerate() {
+        let n = tokens(i);
+        let full = at - start == max_sequences.max(1) || total + n > MAX_TOKENS_PER_PASS;
+        if at > start && full {
+            out.push(&order[start..at]);
+            (start, total) = (at, 0);
+        }
+        total += n;
+    }
+    if start < order.len() {
+        out.push(&order[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_respect_the_count_and_the_token_budget() {
+        let lengths = [10, 20, 30, 40, 50];
+        let order: Vec<usize> = (0..lengths.len()).collect();
+        let by_count = batches(&order, |i| lengths[i], 2);
+        assert_eq!(by_count, [&[0, 1][..], &[2, 3], &[4]]);
+
+        let big = MAX_TOKENS_PER_PASS / 2 + 1;
+        let lengths = [big, big, 3 * MAX_TOKENS_PER_PASS, 1, 1];
+        let by_tokens = batches(&order, |i| lengths[i], 16);
+        // Two halves overflow the budget; an over-long sequence runs alone; none is dropped.
+        assert_eq!(by_tokens, [&[0][..], &[1], &[2], &[3, 4]]);
+        assert!(batches(&[], |_| 1, 4).is_empty());
     }
 }

@@ -75,6 +75,14 @@ fn cases() -> Vec<Case> {
     cases
 }
 
+/// The shared folder's 1,328-token `long` case, if the folder is there.
+fn long_case() -> Option<Case> {
+    let dir = saener_test_support::shared("golden/gemma3-270m/model_cases.json")?;
+    read_cases(dir.parent().unwrap())
+        .into_iter()
+        .find(|c| c.name == "long")
+}
+
 /// A little-endian f32 `.npy` file: (shape, data).
 fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     let bytes =
@@ -276,6 +284,81 @@ fn windowed_takes_each_row_from_the_window_with_most_left_context() {
         }
     }
     assert_eq!(checked, body.len());
+}
+
+/// The golden 1,328-token case with default settings: read whole, as the model reads it.
+#[test]
+fn long_document_with_default_window_matches_golden() {
+    let Some(case) = long_case() else { return };
+    let model = model();
+    let d = model.config().hidden_size;
+    let (_, golden) = read_npy_f32(&case.residuals);
+    let n = case.ids.len();
+    // The SAE's layer and the last: each layer is a forward pass of its own here.
+    for (i, &layer) in GOLDEN_LAYERS.iter().enumerate().skip(2).step_by(2) {
+        let ours = model
+            .resid_post_windowed(&case.ids, layer, WindowOptions::default())
+            .unwrap();
+        let reference: Vec<Vec<f32>> = golden[i * n * d..][..n * d]
+            .chunks_exact(d)
+            .map(<[f32]>::to_vec)
+            .collect();
+        let err = max_rel_l2(&rows(&ours), &reference);
+        println!("long, default window, layer {layer:>2}: max relative L2 error {err:.2e}");
+        assert!(err < 1e-3, "layer {layer}: relative error {err:.2e}");
+    }
+}
+
+/// Rows whose norm is over four times the median (BOS excluded): Gemma's "massive
+/// activations", attention sinks whose SAE codes mean nothing about the token.
+fn massive_rows(rows: &[Vec<f32>]) -> Vec<usize> {
+    let norms: Vec<f32> = rows
+        .iter()
+        .map(|r| r.iter().map(|x| x * x).sum::<f32>().sqrt())
+        .collect();
+    let mut sorted = norms[1..].to_vec();
+    sorted.sort_by(f32::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    (1..norms.len())
+        .filter(|&t| norms[t] > 4.0 * median)
+        .collect()
+}
+
+/// A window seam must not create a massive activation where the model has none: with 128
+/// tokens of overlap (the old default) row 1,165 of this case became one at block 12.
+#[test]
+fn window_seams_make_no_spurious_massive_activation() {
+    let Some(case) = long_case() else { return };
+    let model = model();
+    let d = model.config().hidden_size;
+    let (_, golden) = read_npy_f32(&case.residuals);
+    let n = case.ids.len();
+    let (i, layer) = (3, 12);
+    assert_eq!(GOLDEN_LAYERS[i], layer);
+    let reference: Vec<Vec<f32>> = golden[i * n * d..][..n * d]
+        .chunks_exact(d)
+        .map(<[f32]>::to_vec)
+        .collect();
+    // Two seams in 1,328 tokens, with a quarter of the default overlap.
+    let options = WindowOptions {
+        window: 1024,
+        overlap: 512,
+    };
+    let ours = rows(
+        &model
+            .resid_post_windowed(&case.ids, layer, options)
+            .unwrap(),
+    );
+    assert_eq!(massive_rows(&ours), massive_rows(&reference));
+    let mut errors: Vec<f64> = ours[1..]
+        .iter()
+        .zip(&reference[1..])
+        .map(|(a, b)| rel_l2(a, b))
+        .collect();
+    errors.sort_by(f64::total_cmp);
+    let median = errors[errors.len() / 2];
+    println!("window 1024 / overlap 512: median relative error {median:.2e}");
+    assert!(median < 1e-4);
 }
 
 #[test]

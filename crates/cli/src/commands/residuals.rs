@@ -35,11 +35,12 @@ pub struct Args {
     /// Sequences per forward pass (sorted by length within each chunk of input).
     #[arg(long, default_value_t = 16)]
     batch_size: usize,
-    /// Longest input run in one pass, in tokens; longer documents are windowed, never cut.
-    #[arg(long, default_value_t = 1024)]
+    /// Longest input run in one pass, in tokens (at most the model's context length);
+    /// longer documents are windowed, never cut.
+    #[arg(long, default_value_t = WindowOptions::default().window)]
     window: usize,
     /// Tokens of left context each window repeats from the previous one.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = WindowOptions::default().overlap)]
     overlap: usize,
 }
 
