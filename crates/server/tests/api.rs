@@ -627,3 +627,73 @@ async fn a_token_and_host_names_guard_the_api() {
     let error = validate(&doc, "get", "/v1/profiles", &answer);
     assert_eq!(error["error"]["code"], "misdirected_request");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_read_in_pieces_keeps_its_offsets() {
+    // Pieces of 1 KiB: the ~3 KB document is read in three or four of them.
+    let limits = Limits {
+        piece_bytes: 1024,
+        ..Limits::default()
+    };
+    let router = Server::new(models(), limits).unwrap().router();
+    let names = [
+        "Angela Merkel",
+        "Maria Keller",
+        "John Smith",
+        "Aiko Tanaka",
+        "Pedro Alvarez",
+        "Lena Novak",
+    ];
+    let places = [
+        "Paris",
+        "Nairobi",
+        "Frankfurt",
+        "Osaka",
+        "Lima",
+        "Geneva",
+        "Cairo",
+    ];
+    let text: String = (0..80)
+        .map(|i| {
+            format!(
+                "{} visited {} on Monday and spoke to reporters. ",
+                names[i % names.len()],
+                places[i % places.len()]
+            )
+        })
+        .collect();
+    let known: Vec<&str> = names
+        .iter()
+        .chain(&places)
+        .flat_map(|n| n.split(' '))
+        .chain(["Monday"])
+        .collect();
+    let request = json!({"documents": [{"text": text}]}).to_string();
+    let answer = call(&router, "POST", "/v1/annotate", Some(&request)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let body = answer.json();
+    let entities = body["documents"][0]["entities"].as_array().unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    let mut last_end = 0;
+    for entity in entities {
+        let (start, end) = (
+            entity["start"].as_u64().unwrap() as usize,
+            entity["end"].as_u64().unwrap() as usize,
+        );
+        assert!(start >= last_end && end > start, "{body}");
+        last_end = end;
+        // Offsets shifted by a piece's context would cut words: every word is a whole one.
+        let slice: String = chars[start..end].iter().collect();
+        for word in slice
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            assert!(
+                known.contains(&word),
+                "{slice:?} at {start}: {word:?} is cut"
+            );
+        }
+    }
+    // Entities all the way through, not only in the first piece.
+    assert!(last_end > text.len() * 3 / 4, "{body}");
+}
