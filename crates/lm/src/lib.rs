@@ -57,6 +57,11 @@ pub enum Error {
     InvalidInput(String),
     #[error("model fetch failed: {0}")]
     Fetch(String),
+    #[error(
+        "no cache directory: neither SAENER_HOME nor HOME is set; set SAENER_HOME to where \
+         saener may keep the model (~250 MB), or pass --model"
+    )]
+    NoCacheDir,
     #[error("{path}: checksum mismatch: expected sha256 {expected}, got {found}")]
     Checksum {
         path: PathBuf,

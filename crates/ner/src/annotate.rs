@@ -155,36 +155,65 @@ impl<'a> Annotator<'a> {
 
     /// The spans of one text of any length, in order, each passed to `emit` as soon as its
     /// piece is done. A text longer than [`PIECE_BYTES`] is annotated piece by piece (see
-    /// [`pieces`]), so memory is bounded by a piece rather than the text: span `start`/`end`
-    /// are code points into the whole text, while `sentence` and `word_*` count within the
-    /// piece. A span that crosses a piece boundary is cut there, which is why pieces end at
-    /// line breaks or sentence ends where they can. A shorter text gets exactly what
-    /// [`Annotator::annotate`] gives it.
+    /// [`Annotator::annotate_pieces`]), so memory is bounded by a piece rather than the text.
+    /// A shorter text gets exactly what [`Annotator::annotate`] gives it.
     pub fn annotate_long<E: From<Error>>(
         &self,
         id: &str,
         text: &str,
         mut emit: impl FnMut(Span) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
-        // Code points of text[..at], advanced piece by piece (contexts never move back).
-        let (mut at, mut chars_before) = (0, 0);
-        for piece in pieces(text, PIECE_BYTES, CONTEXT_BYTES) {
-            chars_before += text[at..piece.context].chars().count();
-            at = piece.context;
-            let own_from = text[piece.context..piece.start].chars().count();
-            let document =
-                Document::from_text(id.to_string(), text[piece.context..piece.end].to_string());
-            let spans = self.annotate(std::slice::from_ref(&document))?;
-            for mut span in spans.into_iter().flatten() {
-                if span.start < own_from {
-                    continue; // found in the context, so by the piece before
-                }
-                span.start += chars_before;
-                span.end += chars_before;
+        for piece in self.annotate_pieces(id, text, PIECE_BYTES) {
+            for span in piece?.spans {
                 emit(span)?;
             }
         }
         Ok(())
+    }
+
+    /// One text annotated piece by piece (see [`pieces`]), lazily: each item is one piece's
+    /// spans and the tokens the model read for it, and the model runs only when the next item
+    /// is asked for, so a caller can stop between pieces (a server whose client gave up).
+    /// Span `start`/`end` are code points into the whole text, while `sentence` and `word_*`
+    /// count within the piece. A span that crosses a piece boundary is cut there, which is
+    /// why pieces end at line breaks or sentence ends where they can. A text of at most
+    /// `piece_bytes` is one piece and gets exactly what [`Annotator::annotate_counted`]
+    /// gives it.
+    pub fn annotate_pieces<'t>(
+        &'t self,
+        id: &'t str,
+        text: &'t str,
+        piece_bytes: usize,
+    ) -> impl Iterator<Item = Result<Annotation>> + 't {
+        // Code points of text[..at], advanced piece by piece (contexts never move back).
+        let (mut at, mut chars_before) = (0, 0);
+        pieces(text, piece_bytes, CONTEXT_BYTES)
+            .into_iter()
+            .map(move |piece| {
+                chars_before += text[at..piece.context].chars().count();
+                at = piece.context;
+                let own_from = text[piece.context..piece.start].chars().count();
+                let document =
+                    Document::from_text(id.to_string(), text[piece.context..piece.end].to_string());
+                let annotation = self
+                    .annotate_counted(std::slice::from_ref(&document))?
+                    .remove(0);
+                let spans = annotation
+                    .spans
+                    .into_iter()
+                    // A span starting in the context was found by the piece before.
+                    .filter(|span| span.start >= own_from)
+                    .map(|mut span| {
+                        span.start += chars_before;
+                        span.end += chars_before;
+                        span
+                    })
+                    .collect();
+                Ok(Annotation {
+                    spans,
+                    tokens: annotation.tokens,
+                })
+            })
     }
 }
 

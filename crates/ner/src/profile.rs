@@ -15,6 +15,8 @@ use crate::{Error, Result};
 
 /// Version of the profile layout; bumped when a field changes meaning.
 const FORMAT: u32 = 1;
+/// The largest profile file read: a hundred times the shipped ones (~1.5 MB each).
+pub const MAX_PROFILE_BYTES: u64 = 256 << 20;
 
 /// What a profile was calibrated for and on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -230,11 +232,27 @@ impl Profile {
 
     /// Reads a profile from a JSON file, checking every field.
     pub fn load(path: impl AsRef<Path>) -> Result<Profile> {
+        use std::io::Read as _;
         let file = path.as_ref().display().to_string();
-        let text = std::fs::read_to_string(path.as_ref()).map_err(|source| Error::Io {
+        let io = |source| Error::Io {
             file: file.clone(),
             source,
-        })?;
+        };
+        // Bounded, so that a wrong path (`/dev/zero`, a corpus) fails at once instead of
+        // filling memory.
+        let mut text = String::new();
+        std::fs::File::open(path.as_ref())
+            .and_then(|f| f.take(MAX_PROFILE_BYTES + 1).read_to_string(&mut text))
+            .map_err(io)?;
+        if text.len() as u64 > MAX_PROFILE_BYTES {
+            return Err(io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "larger than {} MiB, the most a profile may be; is this a profile?",
+                    MAX_PROFILE_BYTES >> 20
+                ),
+            )));
+        }
         Profile::parse(&text, &file)
     }
 

@@ -38,8 +38,20 @@ function showError(message) {
   box.textContent = message || "";
 }
 
-async function api(path, options) {
-  const response = await fetch(path, options);
+// A server started with a token answers 401 until the page sends it: ask once, keep it for
+// this tab only.
+async function api(path, options = {}, asked = false) {
+  const token = sessionStorage.getItem("saener-token");
+  const headers = { ...(options.headers || {}) };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch(path, { ...options, headers });
+  if (response.status === 401 && !asked) {
+    const entered = prompt("This saener server needs its access token:");
+    if (entered) {
+      sessionStorage.setItem("saener-token", entered.trim());
+      return api(path, options, true);
+    }
+  }
   const body = await response.json().catch(() => null);
   if (!response.ok) {
     const message = body && body.error ? body.error.message : response.statusText;

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::body::Body;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
 use axum::http::{header, Method, StatusCode};
@@ -11,10 +12,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use http_body_util::BodyExt as _;
 use saener_ner::{Document, EntityRecord, FeatureContext, Row};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
+use crate::access::{Access, Denied};
 use crate::engine::{Engine, Refused};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use crate::{web, Limits, Models};
@@ -28,6 +31,7 @@ pub(crate) struct AppState {
     pub models: Arc<Models>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
+    pub access: Arc<Access>,
 }
 
 /// The OpenAPI document of every JSON route.
@@ -69,13 +73,19 @@ pub(crate) fn router(state: AppState) -> Router {
         .merge(web::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        // Innermost first: the body is read only for an admitted request, within the
+        // request's deadline, and every answer (refusals and 504s too) is counted.
+        .layer(middleware::from_fn_with_state(state.clone(), read_body))
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
+        .layer(middleware::from_fn_with_state(state.clone(), deadline))
         .layer(middleware::from_fn_with_state(state.clone(), track))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(state)
 }
 
 /// Counts every request and times it, by route template (not raw path, which would make
-/// one series per feature id).
+/// one series per feature id) and method (known methods only: a client may send any token
+/// as a method, and each would become a series that is never freed).
 async fn track(
     State(state): State<AppState>,
     matched: Option<MatchedPath>,
@@ -83,7 +93,7 @@ async fn track(
     next: Next,
 ) -> Response {
     let route = matched.map_or("unmatched".to_string(), |m| m.as_str().to_string());
-    let method = request.method().to_string();
+    let method = method_label(request.method()).to_string();
     let start = Instant::now();
     let response = next.run(request).await;
     state
@@ -105,6 +115,135 @@ async fn track(
     response
 }
 
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::TRACE => "TRACE",
+        Method::CONNECT => "CONNECT",
+        _ => "other",
+    }
+}
+
+/// One deadline for the whole request from its headers on: reading the body, waiting in
+/// the queue, the model's work. At the deadline the handler is dropped, and with it the
+/// request's place in the queue or its remaining work (the worker looks before each step).
+async fn deadline(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limit = state.limits.timeout;
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "timeout",
+            format!("not answered within {} s", limit.as_secs_f64()),
+        )
+        .into_response(),
+    }
+}
+
+/// The `Host` and token checks of [`Access`].
+async fn admit(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    match state.access.check(&request) {
+        Ok(()) => next.run(request).await,
+        Err(Denied::Host(host)) => ApiError::new(
+            StatusCode::MISDIRECTED_REQUEST,
+            "misdirected_request",
+            format!("this server does not answer to the host name {host:?}"),
+        )
+        .into_response(),
+        Err(Denied::Token) => {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "this server needs the header 'Authorization: Bearer <token>' with its token",
+            )
+            .into_response();
+            response.headers_mut().insert(
+                header::WWW_AUTHENTICATE,
+                header::HeaderValue::from_static("Bearer"),
+            );
+            response
+        }
+    }
+}
+
+/// Reads the whole body before any handler runs, within [`Limits::read_timeout`] (408
+/// after it) and [`Limits::max_body_bytes`] (413). A declared length over the limit is
+/// refused before reading anything, so a client that asked `Expect: 100-continue` is not
+/// told to send it. Compressed bodies are refused (415): decoding them would need a
+/// second limit on the decoded size, and JSON requests are small.
+async fn read_body(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let limits = state.limits;
+    let (parts, body) = request.into_parts();
+    if let Some(encoding) = parts.headers.get(header::CONTENT_ENCODING) {
+        if !encoding.as_bytes().eq_ignore_ascii_case(b"identity") {
+            return ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_encoding",
+                format!(
+                    "Content-Encoding {:?} is not accepted; send the body uncompressed",
+                    String::from_utf8_lossy(encoding.as_bytes())
+                ),
+            )
+            .into_response();
+        }
+    }
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if let Some(declared) = declared.filter(|&n| n > limits.max_body_bytes as u64) {
+        return body_too_large(Some(declared), limits);
+    }
+    let limited = http_body_util::Limited::new(body, limits.max_body_bytes);
+    let bytes = match tokio::time::timeout(limits.read_timeout, limited.collect()).await {
+        Ok(Ok(collected)) => collected.to_bytes(),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            return body_too_large(None, limits)
+        }
+        Ok(Err(e)) => {
+            return ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!("reading the body: {e}"),
+            )
+            .into_response()
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the body did not arrive within {} s",
+                    limits.read_timeout.as_secs_f64()
+                ),
+            )
+            .into_response()
+        }
+    };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
+}
+
+/// 413 for a body of `declared` bytes, or of unknown length that ran over the limit.
+fn body_too_large(declared: Option<u64>, limits: Limits) -> Response {
+    let size = declared.map_or("over the limit".to_string(), |n| format!("of {n} bytes"));
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!(
+            "request body {size}; at most {} bytes",
+            limits.max_body_bytes
+        ),
+    )
+    .into_response()
+}
+
 // ---- errors ----
 
 /// Every error response: `{"error": {"code", "message"}}`.
@@ -117,7 +256,8 @@ pub struct ErrorBody {
 pub struct ErrorDetail {
     /// Stable, machine-readable: `bad_request`, `invalid_json`, `payload_too_large`,
     /// `too_many_documents`, `document_too_long`, `unknown_profile`, `unknown_feature`,
-    /// `invalid_request`, `unsupported_media_type`, `not_found`, `method_not_allowed`,
+    /// `invalid_request`, `unsupported_media_type`, `unsupported_encoding`, `not_found`,
+    /// `method_not_allowed`, `unauthorized`, `misdirected_request`, `request_timeout`,
     /// `queue_full`, `timeout`, `annotation_failed`, `unavailable`.
     code: String,
     /// For people: what was wrong and what the limit is.
@@ -158,17 +298,33 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// `Json` whose rejections are JSON errors too (axum's are plain text).
+/// `Json` whose rejections are JSON errors too (axum's are plain text), and that takes
+/// only a JSON object, as the OpenAPI document says (serde would also read a struct from
+/// an array of its fields).
 pub(crate) struct ApiJson<T>(T);
 
 impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        match Json::<T>::from_request(request, state).await {
-            Ok(Json(value)) => Ok(ApiJson(value)),
-            Err(rejection) => Err(json_rejection(rejection)),
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, usize::MAX)
+            .await
+            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.to_string()))?;
+        // Cheap: `Bytes` clones share the buffer.
+        let request = Request::from_parts(parts, Body::from(bytes.clone()));
+        let value = match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => value,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_request",
+                "the request must be a JSON object (see /openapi.json), not an array",
+            ));
         }
+        Ok(ApiJson(value))
     }
 }
 
@@ -242,10 +398,14 @@ pub struct AnnotatedDocument {
     responses(
         (status = 200, description = "Entities per document", body = AnnotateResponse),
         (status = 400, description = "Malformed JSON", body = ErrorBody),
+        (status = 401, description = "The server has a token and the request did not carry it as 'Authorization: Bearer <token>'", body = ErrorBody,
+            headers(("WWW-Authenticate" = String, description = "Bearer"))),
         (status = 404, description = "Unknown profile", body = ErrorBody),
-        (status = 413, description = "Body, document count or document length over its limit", body = ErrorBody),
-        (status = 415, description = "Content-Type is not application/json", body = ErrorBody),
-        (status = 422, description = "JSON of the wrong shape", body = ErrorBody),
+        (status = 408, description = "The body did not arrive within the read timeout", body = ErrorBody),
+        (status = 413, description = "Body (declared or sent), document count or document length over its limit", body = ErrorBody),
+        (status = 415, description = "Content-Type is not application/json, or a Content-Encoding other than identity", body = ErrorBody),
+        (status = 421, description = "A Host name this server does not answer to", body = ErrorBody),
+        (status = 422, description = "JSON of the wrong shape (not an object, unknown or missing fields)", body = ErrorBody),
         (status = 500, description = "The model failed", body = ErrorBody),
         (status = 503, description = "Queue full; retry after the Retry-After header's seconds", body = ErrorBody,
             headers(("Retry-After" = u64, description = "Seconds to wait"))),
@@ -315,29 +475,23 @@ async fn annotate(
                 "the server is shutting down",
             ),
         })?;
-    let annotations = match tokio::time::timeout(limits.timeout, reply).await {
+    // No timeout here: [`deadline`] covers the whole request.
+    let annotations = match reply.await {
         Err(_) => {
-            return Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "timeout",
-                format!("not answered within {} s", limits.timeout.as_secs_f64()),
-            ))
-        }
-        Ok(Err(_)) => {
             return Err(ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unavailable",
                 "the model worker stopped",
             ))
         }
-        Ok(Ok(Err(message))) => {
+        Ok(Err(message)) => {
             return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "annotation_failed",
                 message,
             ))
         }
-        Ok(Ok(Ok(annotations))) => annotations,
+        Ok(Ok(annotations)) => annotations,
     };
     let documents = ids
         .into_iter()
@@ -397,7 +551,11 @@ pub struct ProfileInfo {
 #[utoipa::path(
     get,
     path = "/v1/profiles",
-    responses((status = 200, description = "Profiles", body = ProfilesResponse))
+    responses(
+        (status = 200, description = "Profiles", body = ProfilesResponse),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 421, description = "A Host name this server does not answer to", body = ErrorBody),
+    )
 )]
 async fn profiles(State(state): State<AppState>) -> Json<ProfilesResponse> {
     let profiles = state
@@ -455,8 +613,10 @@ pub struct FeatureResponse {
     ),
     responses(
         (status = 200, description = "The feature", body = FeatureResponse),
-        (status = 400, description = "Not a feature index", body = ErrorBody),
+        (status = 400, description = "Not a feature index (an int32 of at least 0)", body = ErrorBody),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
         (status = 404, description = "Unknown profile, or a feature the profile does not keep", body = ErrorBody),
+        (status = 421, description = "A Host name this server does not answer to", body = ErrorBody),
     )
 )]
 async fn feature(
@@ -466,13 +626,22 @@ async fn feature(
 ) -> Result<Json<FeatureResponse>, ApiError> {
     let Query(query) =
         query.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_request", e.body_text()))?;
-    let feature: u32 = id.parse().map_err(|_| {
-        ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            format!("feature {id:?}: expected a non-negative integer"),
-        )
-    })?;
+    // The document says int32 (what utoipa makes of u32), so ids above i32::MAX are
+    // refused even though they would parse.
+    let feature = id
+        .parse::<i32>()
+        .ok()
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                format!(
+                    "feature {id:?}: expected an integer from 0 to {} (int32)",
+                    i32::MAX
+                ),
+            )
+        })?;
     let (_, name, profile) = state
         .models
         .profile(query.profile.as_deref())
@@ -527,7 +696,14 @@ pub struct Health {
 }
 
 /// Liveness: the server answers (the model is loaded before it listens).
-#[utoipa::path(get, path = "/healthz", responses((status = 200, description = "Alive", body = Health)))]
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    responses(
+        (status = 200, description = "Alive (no token needed)", body = Health),
+        (status = 421, description = "A Host name this server does not answer to", body = ErrorBody),
+    )
+)]
 async fn healthz() -> Json<Health> {
     Json(Health {
         status: "ok".into(),
@@ -539,7 +715,11 @@ async fn healthz() -> Json<Health> {
 #[utoipa::path(
     get,
     path = "/metrics",
-    responses((status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text"))
+    responses(
+        (status = 200, description = "Metrics", body = String, content_type = "application/openmetrics-text"),
+        (status = 401, description = "Token missing or wrong", body = ErrorBody),
+        (status = 421, description = "A Host name this server does not answer to", body = ErrorBody),
+    )
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (

@@ -3,6 +3,11 @@
 //!
 //! The forward pass is CPU-bound and already uses every core, so one worker is enough;
 //! batching is what buys throughput (several documents per forward pass).
+//!
+//! The model gets at most [`Limits::piece_bytes`] of text per call (long documents piece by
+//! piece), and before each call the worker drops the documents of requests nobody waits
+//! for any more (timed out or disconnected), so an abandoned request stops costing time
+//! after one such step instead of holding up every request behind it.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
@@ -125,57 +130,162 @@ fn work(annotators: &[Annotator<'_>], jobs: &Receiver<Job>, limits: Limits, metr
             }
         }
         metrics.queue_depth.dec_by(batch.len() as i64);
-        // A client that timed out or hung up no longer waits: skip its work.
-        batch.retain(|job| !job.reply.is_closed());
         for (p, annotator) in annotators.iter().enumerate() {
             let (group, rest): (Vec<Job>, Vec<Job>) =
                 batch.into_iter().partition(|job| job.profile == p);
             batch = rest;
             if !group.is_empty() {
-                run(annotator, group, metrics);
+                run(annotator, group, limits.piece_bytes, metrics);
             }
         }
     }
 }
 
-/// Annotates a group of jobs in one call; if that fails, each job alone, so one bad
-/// request costs only its own answer.
-fn run(annotator: &Annotator<'_>, group: Vec<Job>, metrics: &Metrics) {
-    let documents: Vec<Document> = group
-        .iter()
-        .flat_map(|job| job.documents.iter().cloned())
+/// A job while its documents are annotated.
+struct Progress {
+    job: Job,
+    done: Vec<Option<Annotation>>,
+    failed: Option<String>,
+}
+
+impl Progress {
+    /// Whether its work is still wanted: its client waits and none of its documents failed.
+    fn wanted(&self) -> bool {
+        self.failed.is_none() && !self.job.reply.is_closed()
+    }
+}
+
+/// A document: its job's and its own position there.
+type DocRef = (usize, usize);
+
+/// Annotates a group of jobs: the short documents of all of them together, at most
+/// `piece_bytes` of text per model call, then each long one piece by piece. A failed call
+/// is retried document by document, so one bad request costs only its own answer.
+fn run(annotator: &Annotator<'_>, group: Vec<Job>, piece_bytes: usize, metrics: &Metrics) {
+    let mut jobs: Vec<Progress> = group
+        .into_iter()
+        .map(|job| Progress {
+            done: vec![None; job.documents.len()],
+            failed: None,
+            job,
+        })
         .collect();
-    // A panic in the model must not take the worker (and every later request) down.
-    let result =
-        std::panic::catch_unwind(AssertUnwindSafe(|| annotator.annotate_counted(&documents)))
-            .unwrap_or_else(|_| {
-                Err(saener_ner::Error::Argument {
-                    name: "model".into(),
-                    expected: "a result".into(),
-                    found: "a panic while annotating".into(),
-                })
-            });
-    match result {
+    let text_len = |jobs: &[Progress], (j, d): DocRef| jobs[j].job.documents[d].text.len();
+    let (long, short): (Vec<DocRef>, Vec<DocRef>) = jobs
+        .iter()
+        .enumerate()
+        .flat_map(|(j, p)| (0..p.job.documents.len()).map(move |d| (j, d)))
+        .partition(|&doc| text_len(&jobs, doc) > piece_bytes);
+
+    let mut call: Vec<DocRef> = Vec::new();
+    let mut bytes = 0;
+    for doc in short {
+        let len = text_len(&jobs, doc);
+        if !call.is_empty() && bytes + len > piece_bytes {
+            annotate_together(annotator, &mut jobs, &std::mem::take(&mut call), metrics);
+            bytes = 0;
+        }
+        call.push(doc);
+        bytes += len;
+    }
+    annotate_together(annotator, &mut jobs, &call, metrics);
+    for doc in long {
+        annotate_in_pieces(annotator, &mut jobs, doc, piece_bytes, metrics);
+    }
+
+    for progress in jobs {
+        let done = progress.done.into_iter().collect::<Option<Vec<_>>>();
+        let reply = match (progress.failed, done) {
+            (Some(message), _) => Err(message),
+            (None, Some(annotations)) => Ok(annotations),
+            // Given up on by its client: nobody to answer.
+            (None, None) => continue,
+        };
+        let _ = progress.job.reply.send(reply);
+    }
+}
+
+/// Annotates `docs` (those still wanted) in one model call; if that fails, each alone.
+fn annotate_together(
+    annotator: &Annotator<'_>,
+    jobs: &mut [Progress],
+    docs: &[DocRef],
+    metrics: &Metrics,
+) {
+    let docs: Vec<DocRef> = docs
+        .iter()
+        .copied()
+        .filter(|&(j, _)| jobs[j].wanted())
+        .collect();
+    if docs.is_empty() {
+        return;
+    }
+    let documents: Vec<Document> = docs
+        .iter()
+        .map(|&(j, d)| jobs[j].job.documents[d].clone())
+        .collect();
+    match guarded(|| annotator.annotate_counted(&documents)) {
         Ok(annotations) => {
             metrics.batch_documents.observe(documents.len() as f64);
-            metrics.documents.inc_by(documents.len() as u64);
-            let tokens: usize = annotations.iter().map(|a| a.tokens).sum();
-            metrics.tokens.inc_by(tokens as u64);
-            let mut annotations = annotations.into_iter();
-            for job in group {
-                let mine = annotations.by_ref().take(job.documents.len()).collect();
-                let _ = job.reply.send(Ok(mine));
+            for ((j, d), annotation) in docs.into_iter().zip(annotations) {
+                finish(&mut jobs[j], d, annotation, metrics);
             }
         }
-        Err(_) if group.len() > 1 => {
-            for job in group {
-                run(annotator, vec![job], metrics);
+        Err(_) if docs.len() > 1 => {
+            for doc in docs {
+                annotate_together(annotator, jobs, &[doc], metrics);
             }
         }
-        Err(e) => {
-            for job in group {
-                let _ = job.reply.send(Err(e.to_string()));
-            }
+        Err(message) => jobs[docs[0].0].failed = Some(message),
+    }
+}
+
+/// Annotates one long document piece by piece, as long as its request is wanted.
+fn annotate_in_pieces(
+    annotator: &Annotator<'_>,
+    jobs: &mut [Progress],
+    (j, d): DocRef,
+    piece_bytes: usize,
+    metrics: &Metrics,
+) {
+    let document = &jobs[j].job.documents[d];
+    let mut pieces = annotator.annotate_pieces(&document.id, &document.text, piece_bytes);
+    let mut whole = Annotation {
+        spans: Vec::new(),
+        tokens: 0,
+    };
+    let outcome = loop {
+        if !jobs[j].wanted() {
+            return;
         }
+        match guarded(|| pieces.next().transpose()) {
+            Ok(Some(piece)) => {
+                metrics.batch_documents.observe(1.0);
+                whole.spans.extend(piece.spans);
+                whole.tokens += piece.tokens;
+            }
+            Ok(None) => break Ok(whole),
+            Err(message) => break Err(message),
+        }
+    };
+    drop(pieces);
+    match outcome {
+        Ok(annotation) => finish(&mut jobs[j], d, annotation, metrics),
+        Err(message) => jobs[j].failed = Some(message),
+    }
+}
+
+fn finish(progress: &mut Progress, d: usize, annotation: Annotation, metrics: &Metrics) {
+    metrics.documents.inc();
+    metrics.tokens.inc_by(annotation.tokens as u64);
+    progress.done[d] = Some(annotation);
+}
+
+/// Runs a model call; its error, or a panic, becomes the message for the client. A panic in
+/// the model must not take the worker (and every later request) down.
+fn guarded<T>(call: impl FnOnce() -> saener_ner::Result<T>) -> Result<T, String> {
+    match std::panic::catch_unwind(AssertUnwindSafe(call)) {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(_) => Err("the model panicked while annotating this request".to_string()),
     }
 }

@@ -6,24 +6,48 @@
 //! into one forward pass (concurrent clients share the batch throughput of the CLI). A full
 //! queue answers 503 with `Retry-After` instead of growing; every error is JSON
 //! (`{"error":{"code","message"}}`). [`Server::serve`] stops on a signal after finishing
-//! the requests in flight.
+//! the requests in flight, within the request timeout.
+//!
+//! Every resource a client controls is bounded: header and body reading time
+//! ([`Limits::read_timeout`]), the whole request's time ([`Limits::timeout`], after which its
+//! model work is dropped at the next piece), connections, body size, documents and their
+//! length, and the `/metrics` series (labels take only known values).
 
+mod access;
 mod api;
 mod engine;
 mod metrics;
+mod serve;
 mod web;
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context as _;
 use saener_lm::gemma3::Gemma3;
 use saener_lm::Tokenizer;
 use saener_ner::Profile;
 use saener_sae::Sae;
 
+pub use access::Access;
 pub use api::ApiDoc;
+
+/// Why a server could not start with the given models.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no profile to serve")]
+    NoProfile,
+    #[error(
+        "two profiles are named {0:?}; a request could reach only the first (rename one file)"
+    )]
+    DuplicateProfile(String),
+    #[error("profile {name}: {source}")]
+    Incompatible {
+        name: String,
+        #[source]
+        source: Box<saener_ner::Error>,
+    },
+}
 
 /// The model, the SAE and the profiles the server annotates with.
 pub struct Models {
@@ -41,13 +65,22 @@ pub struct Models {
 }
 
 impl Models {
-    /// Errors unless there is a profile and every profile fits this model, layer and SAE.
-    fn check(&self) -> anyhow::Result<()> {
-        anyhow::ensure!(!self.profiles.is_empty(), "no profile to serve");
+    /// Errors unless there is a profile, no two share a name, and every profile fits this
+    /// model, layer and SAE.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        if self.profiles.is_empty() {
+            return Err(ConfigError::NoProfile);
+        }
+        if let Some(name) = first_duplicate(self.profiles.iter().map(|(n, _)| n.as_str())) {
+            return Err(ConfigError::DuplicateProfile(name.to_string()));
+        }
         for (name, profile) in &self.profiles {
             profile
                 .check_compatible(&self.model_id, self.layer, self.sae.id())
-                .with_context(|| format!("profile {name}"))?;
+                .map_err(|source| ConfigError::Incompatible {
+                    name: name.clone(),
+                    source: Box::new(source),
+                })?;
         }
         Ok(())
     }
@@ -61,6 +94,12 @@ impl Models {
     }
 }
 
+/// The first name that comes again.
+fn first_duplicate<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|name| !seen.insert(*name))
+}
+
 /// Request limits and batching; [`Limits::default`] holds the documented defaults.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -71,8 +110,19 @@ pub struct Limits {
     /// Most characters (code points) per document (413 above it); longer inputs than the
     /// model's window are windowed, not refused.
     pub max_chars: usize,
-    /// Time from arrival to answer, queueing included (504 after it).
+    /// Time from a request's arrival (its headers read) to its answer: reading the body,
+    /// waiting in the queue and the model's work (504 after it; the work left is dropped).
     pub timeout: Duration,
+    /// Time to read a request's headers (the connection is closed after it, idle keep-alive
+    /// connections too) and, separately, its body (408 after it).
+    pub read_timeout: Duration,
+    /// Connections served at once; more wait in the listen backlog.
+    pub max_connections: usize,
+    /// Text is handed to the model at most this many bytes at a time: longer documents in
+    /// pieces (the CLI's [`saener_ner::PIECE_BYTES`], so both give the same spans), shorter
+    /// ones in batches of about this much. Work for a request that gave up stops at the next
+    /// such step.
+    pub piece_bytes: usize,
     /// Requests waiting for the model at most (503 with `Retry-After` beyond).
     pub queue_capacity: usize,
     /// How long the worker waits for more requests to join a batch.
@@ -87,7 +137,12 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_documents: 64,
             max_chars: 100_000,
-            timeout: Duration::from_secs(60),
+            // A document of `max_chars` took 54 s on a 2-core Xeon (issue 26): twice that,
+            // so the largest document fits with margin (BENCHMARKS.md, "Serving: limits").
+            timeout: Duration::from_secs(120),
+            read_timeout: Duration::from_secs(10),
+            max_connections: 512,
+            piece_bytes: saener_ner::PIECE_BYTES,
             queue_capacity: 64,
             batch_wait: Duration::from_millis(5),
             max_batch_documents: 64,
@@ -99,12 +154,22 @@ impl Default for Limits {
 pub struct Server {
     router: axum::Router,
     worker: std::thread::JoinHandle<()>,
+    limits: Limits,
 }
 
 impl Server {
-    /// Starts the model worker (preparing every profile) and builds the routes. Servers
-    /// may share one [`Models`].
+    /// Starts the model worker (preparing every profile) and builds the routes, open to
+    /// every client (see [`Server::with_access`]). Servers may share one [`Models`].
     pub fn new(models: Arc<Models>, limits: Limits) -> anyhow::Result<Server> {
+        Server::with_access(models, limits, Access::default())
+    }
+
+    /// [`Server::new`] with a bearer token and/or a list of accepted `Host` names.
+    pub fn with_access(
+        models: Arc<Models>,
+        limits: Limits,
+        access: Access,
+    ) -> anyhow::Result<Server> {
         models.check()?;
         let metrics = Arc::new(metrics::Metrics::new());
         let (engine, worker) = engine::Engine::start(models.clone(), limits, metrics.clone())?;
@@ -113,29 +178,38 @@ impl Server {
             models,
             limits,
             metrics,
+            access: Arc::new(access),
         });
-        Ok(Server { router, worker })
+        Ok(Server {
+            router,
+            worker,
+            limits,
+        })
     }
 
     /// The routes (for serving elsewhere or calling in tests); the worker stops once every
-    /// copy is dropped.
+    /// copy is dropped. Header read timeouts and the connection limit are [`Server::serve`]'s.
     pub fn router(&self) -> axum::Router {
         self.router.clone()
     }
 
-    /// Serves on `listener` until `shutdown` completes, then finishes the requests in
-    /// flight, lets the worker drain its queue, and returns.
+    /// Serves on `listener` until `shutdown` completes, then stops accepting, lets the
+    /// requests in flight finish (for at most [`Limits::timeout`], the longest any request
+    /// may take; connections still open then are dropped), lets the worker finish, and
+    /// returns.
     pub async fn serve(
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
-        let Server { router, worker } = self;
-        axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown)
-            .await
-            .context("serving HTTP")?;
-        // Every route (and with it the queue's sender) is dropped now, so the worker ends.
+        let Server {
+            router,
+            worker,
+            limits,
+        } = self;
+        serve::connections(listener, router, limits, shutdown).await;
+        // Every route (and with it the queue's sender) is dropped now, so the worker ends
+        // once it has dropped the work nobody waits for.
         tokio::task::spawn_blocking(move || worker.join())
             .await?
             .map_err(|_| anyhow::anyhow!("the model worker panicked"))
@@ -161,5 +235,21 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {},
         () = terminate => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_profile_name_served_twice_is_found() {
+        assert_eq!(first_duplicate(["a", "b", "c"]), None);
+        assert_eq!(
+            first_duplicate(["conll2003", "x", "conll2003"]),
+            Some("conll2003")
+        );
+        let message = ConfigError::DuplicateProfile("x".into()).to_string();
+        assert!(message.contains("\"x\""), "{message}");
     }
 }

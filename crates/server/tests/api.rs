@@ -1,6 +1,9 @@
 //! The server end to end with the real model: every JSON answer is validated against the
-//! server's own OpenAPI document, then the queue limit and graceful shutdown.
+//! server's own OpenAPI document, then the queue limit, graceful shutdown and hostile
+//! clients (stalled, abandoning, oversized, unauthorised). Tests with slow clients are
+//! bounded by short limits and a timeout on the test itself.
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
@@ -11,7 +14,7 @@ use http_body_util::BodyExt;
 use saener_lm::gemma3::{Gemma3, LoadOptions};
 use saener_lm::Tokenizer;
 use saener_ner::Profile;
-use saener_server::{Limits, Models, Server};
+use saener_server::{Access, Limits, Models, Server};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
@@ -71,6 +74,10 @@ async fn call(router: &axum::Router, method: &str, uri: &str, body: Option<&str>
     let request = request
         .body(Body::from(body.unwrap_or_default().to_string()))
         .unwrap();
+    send(router, request).await
+}
+
+async fn send(router: &axum::Router, request: Request<Body>) -> Answer {
     let response = router.clone().oneshot(request).await.unwrap();
     let status = response.status();
     let headers = response.headers().clone();
@@ -328,13 +335,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_requests_in_flight() {
-    let server = Server::new(models(), Limits::default()).unwrap();
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let address = listener.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(server.serve(listener, async {
-        let _ = stopped.await;
-    }));
+    let (address, stop, serving) = serve(Server::new(models(), Limits::default()).unwrap()).await;
 
     // Enough text to keep the model busy for a while (hundreds of tokens).
     let text = "Officials in Brussels and Washington met on Monday to discuss trade. ".repeat(30);
@@ -359,4 +360,340 @@ async fn shutdown_finishes_the_requests_in_flight() {
         .unwrap()
         .unwrap();
     assert!(tokio::net::TcpStream::connect(address).await.is_err());
+}
+
+/// Serves on a free loopback port: the address, the stop trigger and the serving task.
+async fn serve(
+    server: Server,
+) -> (
+    SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<anyhow::Result<()>>,
+) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(server.serve(listener, async {
+        let _ = stopped.await;
+    }));
+    (address, stop, serving)
+}
+
+/// Everything the server sends on `stream` until it closes it (at most `within`).
+async fn until_closed(stream: &mut tokio::net::TcpStream, within: Duration) -> String {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(within, stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server closes the connection in time")
+        .unwrap();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
+async fn metrics_text(router: &axum::Router) -> String {
+    String::from_utf8(call(router, "GET", "/metrics", None).await.body).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_label_only_known_methods() {
+    let router = Server::new(models(), small_limits()).unwrap().router();
+    for i in 0..50 {
+        let answer = call(&router, &format!("M{i:06}XXX"), "/healthz", None).await;
+        assert!(answer.status.is_client_error(), "{}", answer.status);
+    }
+    let text = metrics_text(&router).await;
+    assert!(!text.contains("M0000"), "{text}");
+    let other: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("method=\"other\""))
+        .collect();
+    assert_eq!(other.len(), 1, "{text}");
+    assert!(other[0].ends_with(" 50"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_clients_are_cut_off_while_others_are_served() {
+    let limits = Limits {
+        read_timeout: Duration::from_millis(500),
+        ..small_limits()
+    };
+    let (address, stop, serving) = serve(Server::new(models(), limits).unwrap()).await;
+    // Headers that never end, and a body that never comes.
+    let mut head = tokio::net::TcpStream::connect(address).await.unwrap();
+    head.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-slow: ")
+        .await
+        .unwrap();
+    let mut body = tokio::net::TcpStream::connect(address).await.unwrap();
+    body.write_all(
+        b"POST /v1/annotate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+          content-length: 100\r\nconnection: close\r\n\r\n{\"documents\"",
+    )
+    .await
+    .unwrap();
+    // An idle keep-alive connection that never sends a request.
+    let mut idle = tokio::net::TcpStream::connect(address).await.unwrap();
+
+    let mut whole = tokio::net::TcpStream::connect(address).await.unwrap();
+    whole
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let answer = until_closed(&mut whole, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+
+    let answer = until_closed(&mut body, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("\"request_timeout\""), "{answer}");
+    for stalled in [&mut head, &mut idle] {
+        // hyper answers a header timeout with 408 or just closes.
+        let answer = until_closed(stalled, Duration::from_secs(5)).await;
+        assert!(
+            answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+            "{answer}"
+        );
+    }
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_does_not_wait_for_a_stalled_client() {
+    // The header read timeout is out of the way: only the shutdown deadline (the request
+    // timeout) can end the stalled connection.
+    let limits = Limits {
+        timeout: Duration::from_secs(1),
+        read_timeout: Duration::from_secs(3600),
+        ..small_limits()
+    };
+    let (address, stop, serving) = serve(Server::new(models(), limits).unwrap()).await;
+    let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
+    stalled
+        .write_all(b"POST /v1/annotate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n{")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    tokio::time::timeout(Duration::from_secs(5), serving)
+        .await
+        .expect("the server stops within its request timeout despite the stalled client")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn work_for_a_request_that_timed_out_is_dropped() {
+    // Pieces of 1 KiB: the long document below would keep the model busy for minutes.
+    let limits = Limits {
+        timeout: Duration::from_secs(10),
+        piece_bytes: 1024,
+        max_chars: 1_000_000,
+        ..Limits::default()
+    };
+    let router = Server::new(models(), limits).unwrap().router();
+    let doc = openapi(&router).await;
+    let long = "Officials in Brussels and Washington met on Monday to discuss trade. ".repeat(3000);
+    let request = json!({"documents": [{"text": long}]}).to_string();
+    let answer = call(&router, "POST", "/v1/annotate", Some(&request)).await;
+    assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        validate(&doc, "post", "/v1/annotate", &answer)["error"]["code"],
+        "timeout"
+    );
+    // Had the worker gone on with the abandoned document, this would wait behind it.
+    let request = json!({"documents": [{"text": "Angela Merkel visited Paris."}]}).to_string();
+    let answer = call(&router, "POST", "/v1/annotate", Some(&request)).await;
+    assert_eq!(
+        answer.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&answer.body)
+    );
+    let text = metrics_text(&router).await;
+    assert!(text.contains("saener_documents_total 1\n"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_declared_bodies_are_refused_before_100_continue() {
+    let (address, stop, serving) = serve(Server::new(models(), small_limits()).unwrap()).await;
+    let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+    stream
+        .write_all(
+            b"POST /v1/annotate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\n\
+              content-length: 5000000\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let answer = until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(answer.starts_with("HTTP/1.1 413"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert!(answer.contains("\"payload_too_large\""), "{answer}");
+    stop.send(()).unwrap();
+    serving.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_outside_the_schema_are_refused() {
+    let router = Server::new(models(), small_limits()).unwrap().router();
+    let doc = openapi(&router).await;
+
+    // serde reads a struct from an array of its fields; the schema says object.
+    let answer = call(&router, "POST", "/v1/annotate", Some("[null, []]")).await;
+    assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let error = validate(&doc, "post", "/v1/annotate", &answer);
+    assert!(
+        error["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("object"),
+        "{error}"
+    );
+
+    let request = Request::builder()
+        .method("POST")
+        .uri("/v1/annotate")
+        .header("content-type", "application/json")
+        .header("content-encoding", "gzip")
+        .body(Body::from(vec![0x1f, 0x8b, 8, 0]))
+        .unwrap();
+    let answer = send(&router, request).await;
+    assert_eq!(answer.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    let error = validate(&doc, "post", "/v1/annotate", &answer);
+    assert_eq!(error["error"]["code"], "unsupported_encoding");
+
+    // Feature ids are int32 in the document: above i32::MAX is a bad request that says so.
+    assert_eq!(
+        doc["paths"]["/v1/features/{id}"]["get"]["parameters"][0]["schema"]["format"],
+        "int32"
+    );
+    for id in ["4294967296", "2147483648", "-1"] {
+        let answer = call(&router, "GET", &format!("/v1/features/{id}"), None).await;
+        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{id}");
+        let error = validate(&doc, "get", "/v1/features/{id}", &answer);
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("2147483647") && message.contains("int32"),
+            "{message}"
+        );
+    }
+    let answer = call(&router, "GET", "/v1/features/2147483647", None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_and_host_names_guard_the_api() {
+    let access = Access {
+        token: Some("s3cret".into()),
+        hosts: Some(Access::loopback_hosts()),
+    };
+    let router = Server::with_access(models(), small_limits(), access)
+        .unwrap()
+        .router();
+    let get = |uri: &str, host: &str, token: Option<&str>| {
+        let mut request = Request::builder().uri(uri).header("host", host);
+        if let Some(token) = token {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        request.body(Body::empty()).unwrap()
+    };
+    for token in [None, Some("wrong")] {
+        for uri in ["/v1/profiles", "/openapi.json", "/metrics"] {
+            let answer = send(&router, get(uri, "localhost:8080", token)).await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{uri}");
+            assert_eq!(answer.headers["www-authenticate"], "Bearer");
+            assert_eq!(answer.json()["error"]["code"], "unauthorized");
+        }
+    }
+    let answer = send(&router, get("/openapi.json", "127.0.0.1", Some("s3cret"))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let doc = answer.json();
+    let answer = send(&router, get("/v1/profiles", "localhost", None)).await;
+    validate(&doc, "get", "/v1/profiles", &answer);
+    let answer = send(&router, get("/v1/profiles", "[::1]:80", Some("s3cret"))).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    for open in ["/healthz", "/", "/app.js"] {
+        let answer = send(&router, get(open, "localhost", None)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{open}");
+    }
+    // A page elsewhere whose name was pointed at 127.0.0.1 (DNS rebinding).
+    let answer = send(
+        &router,
+        get("/v1/profiles", "evil.example:8080", Some("s3cret")),
+    )
+    .await;
+    assert_eq!(answer.status, StatusCode::MISDIRECTED_REQUEST);
+    let error = validate(&doc, "get", "/v1/profiles", &answer);
+    assert_eq!(error["error"]["code"], "misdirected_request");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_document_read_in_pieces_keeps_its_offsets() {
+    // Pieces of 1 KiB: the ~3 KB document is read in three or four of them.
+    let limits = Limits {
+        piece_bytes: 1024,
+        ..Limits::default()
+    };
+    let router = Server::new(models(), limits).unwrap().router();
+    let names = [
+        "Angela Merkel",
+        "Maria Keller",
+        "John Smith",
+        "Aiko Tanaka",
+        "Pedro Alvarez",
+        "Lena Novak",
+    ];
+    let places = [
+        "Paris",
+        "Nairobi",
+        "Frankfurt",
+        "Osaka",
+        "Lima",
+        "Geneva",
+        "Cairo",
+    ];
+    let text: String = (0..80)
+        .map(|i| {
+            format!(
+                "{} visited {} on Monday and spoke to reporters. ",
+                names[i % names.len()],
+                places[i % places.len()]
+            )
+        })
+        .collect();
+    let known: Vec<&str> = names
+        .iter()
+        .chain(&places)
+        .flat_map(|n| n.split(' '))
+        .chain(["Monday"])
+        .collect();
+    let request = json!({"documents": [{"text": text}]}).to_string();
+    let answer = call(&router, "POST", "/v1/annotate", Some(&request)).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let body = answer.json();
+    let entities = body["documents"][0]["entities"].as_array().unwrap();
+    let chars: Vec<char> = text.chars().collect();
+    let mut last_end = 0;
+    for entity in entities {
+        let (start, end) = (
+            entity["start"].as_u64().unwrap() as usize,
+            entity["end"].as_u64().unwrap() as usize,
+        );
+        assert!(start >= last_end && end > start, "{body}");
+        last_end = end;
+        // Offsets shifted by a piece's context would cut words: every word is a whole one.
+        let slice: String = chars[start..end].iter().collect();
+        for word in slice
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|w| !w.is_empty())
+        {
+            assert!(
+                known.contains(&word),
+                "{slice:?} at {start}: {word:?} is cut"
+            );
+        }
+    }
+    // Entities all the way through, not only in the first piece.
+    assert!(last_end > text.len() * 3 / 4, "{body}");
 }

@@ -8,7 +8,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::commands::io::{Lines, Record};
+use crate::commands::io::{Lines, Record, MAX_RECORD_BYTES};
 use crate::commands::stack::{load_profile, DecodeOverrides, Stack, StackArgs};
 
 #[derive(clap::Args)]
@@ -62,6 +62,11 @@ pub struct Args {
     /// output to disk.
     #[arg(long, default_value_t = 64)]
     chunk: usize,
+    /// The most bytes one input line (JSONL or text record) may hold; a longer line stops
+    /// the run with an error naming it, after writing every record before it (--resume
+    /// goes on from there). A CoNLL input may hold 16 times this in all.
+    #[arg(long, default_value_t = MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
     #[command(flatten)]
     decoding: DecodeOverrides,
     #[command(flatten)]
@@ -170,7 +175,14 @@ pub fn run(args: Args) -> Result<()> {
         InputFormat::Auto => detect(&args.input, &mut input)?,
         other => other,
     };
-    let mut reader = Reader::new(format, &name, input, args.lossy, args.shard)?;
+    let mut reader = Reader::new(
+        format,
+        &name,
+        input,
+        args.lossy,
+        args.shard,
+        args.max_record_bytes,
+    )?;
 
     // Resuming: verify and skip the records already written, drop a torn last line.
     let mut resumed_at = 0;
@@ -179,7 +191,10 @@ pub fn run(args: Args) -> Result<()> {
         if path.exists() {
             let (len, count) = complete_prefix(path)?;
             resumed_at = skip_kept(path, count, &mut reader, args.shard)?;
-            let file = std::fs::OpenOptions::new().write(true).open(path)?;
+            let file = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("opening {}", path.display()))?;
             file.set_len(len)
                 .and_then(|()| file.sync_all())
                 .with_context(|| {
@@ -206,44 +221,64 @@ pub fn run(args: Args) -> Result<()> {
     let pieces = args.format != OutputFormat::Conll;
     loop {
         let mut chunk = Vec::new();
+        // An input that cannot be read on stops the run, but only after the records read
+        // before it are written.
+        let mut unreadable = None;
         while chunk.len() < args.chunk.max(1) {
-            match reader.next_item()? {
-                Some(item) => chunk.push(item),
-                None => break,
-            }
-        }
-        let Some(last) = chunk.last() else { break };
-        let end = last.end;
-        for (item, result) in chunk.iter().zip(annotate_chunk(&annotator, &chunk, pieces)) {
-            let line = render(args.format, item, result);
-            match args.shard {
-                Some(shard) => {
-                    let rest = line.strip_prefix('{').expect("a JSON object");
-                    writeln!(sink.out, "{}{rest}", shard_prefix(item.index, shard))?
+            match reader.next_item() {
+                Ok(Some(item)) => chunk.push(item),
+                Ok(None) => break,
+                Err(e) => {
+                    unreadable = Some(e);
+                    break;
                 }
-                None => writeln!(sink.out, "{}", line.trim_end_matches('\n'))?,
-            }
-            if args.format != OutputFormat::Jsonl {
-                writeln!(sink.out)?;
             }
         }
-        sink.commit()?;
-        done += chunk.len();
-        bar.set_position(end);
-        bar.set_message(format!(
-            "{} records, {:.1} records/s",
-            kept + done,
-            done as f64 / started.elapsed().as_secs_f64().max(1e-9)
-        ));
+        if let Some(last) = chunk.last() {
+            let end = last.end;
+            for (item, result) in chunk.iter().zip(annotate_chunk(&annotator, &chunk, pieces)) {
+                let line = render(args.format, item, result);
+                match args.shard {
+                    Some(shard) => {
+                        let rest = line.strip_prefix('{').expect("a JSON object");
+                        sink.write_line(&format!("{}{rest}", shard_prefix(item.index, shard)))?
+                    }
+                    None => sink.write_line(line.trim_end_matches('\n'))?,
+                }
+                if args.format != OutputFormat::Jsonl {
+                    sink.write_line("")?;
+                }
+            }
+            sink.commit()?;
+            done += chunk.len();
+            bar.set_position(end);
+            bar.set_message(format!(
+                "{} records, {:.1} records/s",
+                kept + done,
+                done as f64 / started.elapsed().as_secs_f64().max(1e-9)
+            ));
+        }
+        if let Some(e) = unreadable {
+            bar.finish_and_clear();
+            return Err(e.context(format!(
+                "stopped after {} records, all written",
+                kept + done
+            )));
+        }
+        if chunk.is_empty() {
+            break;
+        }
     }
     bar.finish_and_clear();
     Ok(())
 }
 
-/// Where the records go: a file (synced to disk after every chunk) or stdout.
+/// Where the records go: a file (synced to disk after every chunk) or stdout. Its errors
+/// (a full disk, an I/O error) name it.
 struct Sink {
     out: Box<dyn Write>,
     file: Option<File>,
+    name: String,
 }
 
 impl Sink {
@@ -252,6 +287,7 @@ impl Sink {
             return Ok(Sink {
                 out: Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
                 file: None,
+                name: "stdout".into(),
             });
         };
         let file = std::fs::OpenOptions::new()
@@ -264,14 +300,22 @@ impl Sink {
         Ok(Sink {
             out: Box::new(std::io::BufWriter::new(file.try_clone()?)),
             file: Some(file),
+            name: path.display().to_string(),
         })
+    }
+
+    fn write_line(&mut self, line: &str) -> Result<()> {
+        writeln!(self.out, "{line}").with_context(|| format!("writing {}", self.name))
     }
 
     /// Makes everything written so far durable: a crash after this loses none of it.
     fn commit(&mut self) -> Result<()> {
-        self.out.flush()?;
+        self.out
+            .flush()
+            .with_context(|| format!("writing {}", self.name))?;
         if let Some(file) = &self.file {
-            file.sync_data().context("syncing the output to disk")?;
+            file.sync_data()
+                .with_context(|| format!("syncing {} to disk", self.name))?;
         }
         Ok(())
     }
@@ -315,11 +359,16 @@ fn complete_prefix(path: &Path) -> Result<(u64, usize)> {
 /// (same id, and in a shard the same index), so that resuming with another input or shard
 /// is refused instead of silently mixing records. Returns the input offset reached.
 fn skip_kept(path: &Path, count: usize, reader: &mut Reader, shard: Option<Shard>) -> Result<u64> {
-    let mut output = BufReader::new(File::open(path)?).lines();
+    let file = File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut output = BufReader::new(file).lines();
     let mut end = 0;
     for k in 1..=count {
-        let line = output.next().context("output shorter than checked")??;
-        let record: Value = serde_json::from_str(&line)?;
+        let line = output
+            .next()
+            .context("output shorter than checked")?
+            .with_context(|| format!("reading {}", path.display()))?;
+        let record: Value =
+            serde_json::from_str(&line).with_context(|| format!("{}: line {k}", path.display()))?;
         let Some(item) = reader.next_item()? else {
             anyhow::bail!(
                 "{}: has {count} records but the input has only {} (in this shard): the \
@@ -381,13 +430,22 @@ impl Reader {
         mut input: Box<dyn BufRead>,
         lossy: bool,
         shard: Option<Shard>,
+        max_record_bytes: usize,
     ) -> Result<Reader> {
         let mut conll = Vec::new();
         if format == InputFormat::Conll {
+            // Read whole, so bounded as a whole: 16 records' worth.
+            let most = max_record_bytes.saturating_mul(16);
             let mut bytes = Vec::new();
-            input
+            (&mut input)
+                .take(most as u64 + 1)
                 .read_to_end(&mut bytes)
                 .with_context(|| format!("reading {name}"))?;
+            anyhow::ensure!(
+                bytes.len() <= most,
+                "{name}: a CoNLL input of more than {most} bytes (16 × --max-record-bytes); \
+                 split it into files or raise --max-record-bytes"
+            );
             let len = bytes.len() as u64;
             if lossy {
                 bytes = String::from_utf8_lossy(&bytes).into_owned().into_bytes();
@@ -403,7 +461,7 @@ impl Reader {
             name: name.to_string(),
             lossy,
             shard,
-            lines: Lines::new(input, name),
+            lines: Lines::new(input, name).with_max_bytes(max_record_bytes),
             conll: conll.into_iter(),
             index: 0,
         })

@@ -89,7 +89,7 @@ pub fn run(command: Command) -> Result<()> {
             out,
         } => return examples(&data, per_type, seed, &out),
     };
-    let cache = saener_lm::saener_home().join("packages");
+    let cache = saener_lm::saener_home()?.join("packages");
     let mut documents = Vec::new();
     for name in &sources {
         let source = Source::ALL

@@ -1,7 +1,7 @@
 //! Input plumbing shared by the subcommands.
 
 use anyhow::{Context, Result};
-use std::io::BufRead;
+use std::io::{BufRead, Read as _};
 use std::path::PathBuf;
 
 /// The model to run: `--model PATH` if given, else the default model (fetched on first use).
@@ -10,7 +10,7 @@ pub fn model_path(model: Option<PathBuf>) -> Result<PathBuf> {
         Some(path) if path.exists() => Ok(path),
         Some(path) => anyhow::bail!("--model {}: no such file", path.display()),
         None => {
-            if !saener_lm::default_model_path().exists() {
+            if !saener_lm::default_model_path()?.exists() {
                 eprintln!("saener: fetching the default model (Gemma 3 270M, ~250 MB) …");
             }
             Ok(saener_lm::ensure_default_model()?)
@@ -111,6 +111,12 @@ impl RawLine {
     }
 }
 
+/// The most bytes one input line (one record) may hold unless a command says otherwise:
+/// far above any real document, and small enough that an input without line breaks
+/// (`/dev/zero`, a binary file) is refused within a fraction of a second instead of
+/// filling memory.
+pub const MAX_RECORD_BYTES: usize = 64 << 20;
+
 /// The non-blank lines of an input, one at a time (memory is one line, however long the
 /// input). Blank lines (only ASCII whitespace) are skipped but counted.
 pub struct Lines<R> {
@@ -118,6 +124,7 @@ pub struct Lines<R> {
     name: String,
     line: usize,
     offset: u64,
+    max_bytes: usize,
 }
 
 impl<R: BufRead> Lines<R> {
@@ -127,20 +134,40 @@ impl<R: BufRead> Lines<R> {
             name: name.to_string(),
             line: 0,
             offset: 0,
+            max_bytes: MAX_RECORD_BYTES,
         }
     }
 
-    /// The next non-blank line, `None` at the end; an I/O error names the input.
+    /// Lines longer than `max_bytes` (line break excluded) are an error.
+    pub fn with_max_bytes(mut self, max_bytes: usize) -> Self {
+        self.max_bytes = max_bytes;
+        self
+    }
+
+    /// The next non-blank line, `None` at the end; an I/O error or a line over the limit
+    /// is an error naming the input and line.
     pub fn next_line(&mut self) -> Result<Option<RawLine>> {
         loop {
             let mut buf = Vec::new();
-            let n = self
-                .input
+            // The limit's byte, a "\r" and the "\n": whatever is longer is over it.
+            let most = self.max_bytes as u64 + 2;
+            let n = (&mut self.input)
+                .take(most)
                 .read_until(b'\n', &mut buf)
                 .with_context(|| format!("reading {}", self.name))?;
             if n == 0 {
                 return Ok(None);
             }
+            let content = buf.len() - usize::from(buf.ends_with(b"\n"));
+            let content = content - usize::from(buf[..content].ends_with(b"\r"));
+            anyhow::ensure!(
+                content <= self.max_bytes,
+                "{}: line {}: longer than {} bytes, the most one record may hold (is this the \
+                 right file?)",
+                self.name,
+                self.line + 1,
+                self.max_bytes
+            );
             self.line += 1;
             let start = self.offset;
             self.offset += n as u64;
@@ -206,11 +233,9 @@ pub fn read_documents(path: &std::path::Path) -> Result<Vec<String>> {
             Ok(())
         })?;
     } else {
-        for (i, line) in reader.lines().enumerate() {
-            let line = line.with_context(|| format!("{name}: line {}", i + 1))?;
-            if !line.trim().is_empty() {
-                documents.push(line);
-            }
+        let mut lines = Lines::new(reader, &name);
+        while let Some(raw) = lines.next_line()? {
+            documents.push(raw.text(&name, false).map_err(anyhow::Error::msg)?);
         }
     }
     Ok(documents)

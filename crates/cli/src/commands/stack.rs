@@ -66,11 +66,10 @@ impl CacheArgs {
         if self.no_cache {
             return None;
         }
-        Some(
-            self.cache
-                .clone()
-                .unwrap_or_else(|| saener_lm::saener_home().join("codes")),
-        )
+        // Without a cache directory (no SAENER_HOME or HOME) there is no cache.
+        self.cache
+            .clone()
+            .or_else(|| Some(saener_lm::saener_home().ok()?.join("codes")))
     }
 }
 
