@@ -176,11 +176,11 @@ impl Extractor<'_> {
 /// Consecutive runs of `order` with at most `max_sequences` sequences and, unless one
 /// sequence alone is longer, at most [`MAX_TOKENS_PER_PASS`] tokens: with the window as long
 /// as the model's context, a count alone no longer bounds a batch's memory.
-fn batches<'a>(
-    order: &'a [usize],
+fn batches(
+    order: &[usize],
     tokens: impl Fn(usize) -> usize,
     max_sequences: usize,
-) -> Vec<&'a [usize]> {
+) -> Vec<&[usize]> {
     let mut out = Vec::new();
     let (mut start, mut total) = (0, 0);
     for (at, &i) in order.iter().enumerate() {
