@@ -8,6 +8,7 @@ with `--cli`, the `saener` binary on every node's PATH (and the model) instead.
 """
 
 import argparse
+import os
 
 from pyspark.sql import SparkSession
 
@@ -23,7 +24,10 @@ def main() -> None:
     spark = SparkSession.builder.appName("saener").getOrCreate()
     if args.cli:
         lines = spark.sparkContext.textFile(args.input)
-        lines.pipe(f"{args.cli} annotate --profile {args.profile}").saveAsTextFile(args.output)
+        # pipe() passes the command only `env`: HOME (or SAENER_HOME) locates the model.
+        env = {k: os.environ[k] for k in ("HOME", "SAENER_HOME", "PATH") if k in os.environ}
+        command = f"{args.cli} annotate --profile {args.profile}"
+        lines.pipe(command, env=env).saveAsTextFile(args.output)
     else:
         from saener.spark import annotate
 

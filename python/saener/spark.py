@@ -12,7 +12,11 @@ Without the package on the workers, pipe JSONL through the CLI instead (it reads
 stdin and writes one line per record, in order):
 
     lines = sc.textFile("corpus.jsonl")
-    lines.pipe("saener annotate --profile conll2003").saveAsTextFile("entities/")
+    env = {"HOME": os.environ["HOME"], "PATH": os.environ["PATH"]}
+    lines.pipe("saener annotate --profile conll2003", env=env).saveAsTextFile("entities/")
+
+(``RDD.pipe`` gives the command only the environment passed as ``env``: without ``HOME`` or
+``SAENER_HOME`` the CLI would not find the model it fetched and would fetch it again.)
 """
 
 from __future__ import annotations

@@ -47,11 +47,18 @@ def test_map_in_pandas_equals_cli(spark, records, cli_records):
             assert json.loads(row["entities"]) == expected["entities"]
 
 
+def cli_env() -> dict:
+    """`RDD.pipe` starts the command with only the environment it is given (not even HOME),
+    so pass what the CLI needs to find the model: without HOME or SAENER_HOME it would
+    fetch a second copy into the working folder."""
+    return {k: os.environ[k] for k in ("HOME", "SAENER_HOME", "PATH") if k in os.environ}
+
+
 def test_rdd_pipe_with_cli_equals_cli(spark, saener_bin, records, cli_records):
     lines = [json.dumps(r) for r in records]
     out = (
         spark.sparkContext.parallelize(lines, 2)
-        .pipe(f"{saener_bin} annotate --profile conll2003")
+        .pipe(f"{saener_bin} annotate --profile conll2003", env=cli_env())
         .collect()
     )
     got = {r["id"]: r for r in map(json.loads, out)}
