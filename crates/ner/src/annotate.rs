@@ -153,6 +153,41 @@ impl<'a> Annotator<'a> {
             .collect()
     }
 
+    /// The spans of each document, or why it failed: annotated together, and one by one if
+    /// that fails, so one bad document costs only its own result. A document for which
+    /// `in_pieces` holds is annotated alone, piece by piece ([`Annotator::annotate_long`]).
+    pub fn annotate_each(
+        &self,
+        documents: &[Document],
+        in_pieces: impl Fn(&Document) -> bool,
+    ) -> Vec<Result<Vec<Span>>> {
+        let together: Vec<Document> = documents
+            .iter()
+            .filter(|d| !in_pieces(d))
+            .cloned()
+            .collect();
+        let mut together = self.annotate(&together).ok().map(Vec::into_iter);
+        documents
+            .iter()
+            .map(|document| {
+                if in_pieces(document) {
+                    let mut spans = Vec::new();
+                    self.annotate_long(&document.id, &document.text, |span| {
+                        spans.push(span);
+                        Ok::<_, Error>(())
+                    })?;
+                    return Ok(spans);
+                }
+                match together.as_mut() {
+                    Some(spans) => Ok(spans.next().expect("one result per document")),
+                    None => self
+                        .annotate(std::slice::from_ref(document))
+                        .map(|mut v| v.remove(0)),
+                }
+            })
+            .collect()
+    }
+
     /// The spans of one text of any length, in order, each passed to `emit` as soon as its
     /// piece is done. A text longer than [`PIECE_BYTES`] is annotated piece by piece (see
     /// [`Annotator::annotate_pieces`]), so memory is bounded by a piece rather than the text.

@@ -20,6 +20,8 @@
 //!   the profile to explain what the feature reads.
 //! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
 //!   ([`Annotator`]).
+//! - [`pipeline`] loads the model, tokenizer, SAE and profiles once and checks them against
+//!   each other ([`Stack`], [`Pipeline`]); the CLI, server and Python package start there.
 //! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each
 //!   word's dense residual or SAE code ([`Probe`]).
 //! - [`tagger`] is the downstream tagger of the silver-data study: a linear-chain CRF over
@@ -45,6 +47,7 @@ pub mod fuzzing;
 pub mod label_free;
 pub mod lexicon;
 pub mod perturb;
+pub mod pipeline;
 pub mod probe;
 pub mod profile;
 pub mod report;
@@ -80,6 +83,7 @@ pub use label_free::{
 };
 pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
 pub use perturb::{perturb, PerturbKind};
+pub use pipeline::{CodeCache, NamedProfile, Pipeline, PipelineError, Stack, StackConfig};
 pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};
 pub use report::{html_report, ReportInput};

@@ -1,6 +1,7 @@
 use anyhow::{Context as _, Result};
 use saener_ner::{
-    Annotator, CharSlicer, ConllOptions, Corpus, Document, EntityRecord, Span, PIECE_BYTES,
+    Annotator, CharSlicer, ConllOptions, Corpus, Document, EntityRecord, NamedProfile, Pipeline,
+    Span, PIECE_BYTES,
 };
 use serde_json::{json, Value};
 use std::fs::File;
@@ -9,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::commands::io::{Lines, Record, MAX_RECORD_BYTES};
-use crate::commands::stack::{load_profile, DecodeOverrides, Stack, StackArgs};
+use crate::commands::stack::{load_profile, DecodeOverrides, StackArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -205,9 +206,13 @@ pub fn run(args: Args) -> Result<()> {
     }
     let mut sink = Sink::open(args.output.as_deref(), kept > 0)?;
 
-    let mut stack = Stack::load(&args.stack)?;
-    stack.check(&profile)?;
-    let annotator = Annotator::new(stack.encoder().extractor, &stack.sae, &profile, params)?;
+    let profile = NamedProfile {
+        name: args.profile.clone(),
+        profile,
+        params,
+    };
+    let pipeline = Pipeline::load(&(&args.stack).into(), vec![profile])?;
+    let annotator = pipeline.annotator(0)?;
     if kept > 0 {
         eprintln!("saener: resuming after {kept} records already in the output");
     }
@@ -514,49 +519,33 @@ impl Reader {
     }
 }
 
-/// Spans per item of `chunk`: annotated together, and one by one if that fails, so one bad
-/// record costs only its own result. With `pieces`, a text longer than [`PIECE_BYTES`] is
-/// annotated alone, piece by piece.
+/// Spans per item of `chunk`, or why it failed (see [`Annotator::annotate_each`]). With
+/// `pieces`, a text (not a CoNLL document) longer than [`PIECE_BYTES`] is annotated alone,
+/// piece by piece.
 fn annotate_chunk(
     annotator: &Annotator<'_>,
     chunk: &[Item],
     pieces: bool,
 ) -> Vec<std::result::Result<Vec<Span>, String>> {
-    let long = |item: &Item| {
-        pieces && matches!(&item.source, Ok(Source::Text(t)) if t.len() > PIECE_BYTES)
-    };
-    let document = |item: &Item| match &item.source {
-        Ok(Source::Text(text)) => Some(Document::from_text(item.id.clone(), text.clone())),
-        Ok(Source::Document(document)) => Some(document.clone()),
-        Err(_) => None,
-    };
     let documents: Vec<Document> = chunk
         .iter()
-        .filter(|item| !long(item))
-        .filter_map(document)
+        .filter_map(|item| match &item.source {
+            Ok(Source::Text(text)) => Some(Document::from_text(item.id.clone(), text.clone())),
+            Ok(Source::Document(document)) => Some(document.clone()),
+            Err(_) => None,
+        })
         .collect();
-    let mut together = annotator.annotate(&documents).ok().map(Vec::into_iter);
+    let texts = chunk
+        .iter()
+        .all(|item| !matches!(item.source, Ok(Source::Document(_))));
+    let in_pieces = |d: &Document| pieces && texts && d.text.len() > PIECE_BYTES;
+    let mut results = annotator.annotate_each(&documents, in_pieces).into_iter();
     chunk
         .iter()
         .map(|item| {
             item.source.as_ref().map_err(Clone::clone)?;
-            if long(item) {
-                let mut spans = Vec::new();
-                annotator
-                    .annotate_long(&item.id, item.text(), |span| {
-                        spans.push(span);
-                        Ok::<_, saener_ner::Error>(())
-                    })
-                    .map_err(|e| e.to_string())?;
-                return Ok(spans);
-            }
-            match together.as_mut() {
-                Some(spans) => Ok(spans.next().expect("one result per document")),
-                None => annotator
-                    .annotate(std::slice::from_ref(&document(item).expect("readable")))
-                    .map(|mut v| v.remove(0))
-                    .map_err(|e| e.to_string()),
-            }
+            let spans = results.next().expect("one result per readable item");
+            spans.map_err(|e| e.to_string())
         })
         .collect()
 }

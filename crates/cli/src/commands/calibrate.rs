@@ -6,7 +6,7 @@ use saener_ner::{
 };
 use std::path::{Path, PathBuf};
 
-use crate::commands::stack::{read_corpus, CacheArgs, Context, Stack, StackArgs};
+use crate::commands::stack::{encode, read_corpus, CacheArgs, Context, Stack, StackArgs};
 
 #[derive(clap::Args)]
 #[command(after_help = "Example (the shipped CoNLL-2003 profile):\n  \
@@ -413,14 +413,14 @@ fn load_labelled(args: &Args) -> Result<Labelled> {
     let origin = stack.origin(&train);
     eprintln!("saener: encoding {}", data.display());
     let started = std::time::Instant::now();
-    let mut train = stack.encode(train, &args.cache)?;
+    let mut train = encode(&stack, train, &args.cache)?;
     let encoded_secs = started.elapsed().as_secs_f64();
     let (dev, dev_name) = match (&args.dev, args.holdout) {
         (Some(path), _) => {
             let dev = read_corpus(path, args.context)?;
             eprintln!("saener: encoding {}", path.display());
             (
-                Some(stack.encode(dev, &args.cache)?),
+                Some(encode(&stack, dev, &args.cache)?),
                 path.display().to_string(),
             )
         }
@@ -615,7 +615,7 @@ fn load_label_free(args: &Args) -> Result<LabelFreeInput> {
     let mut parts = Vec::new();
     for (path, corpus) in examples.map(|e| (source, e)).into_iter().chain(texts) {
         eprintln!("saener: encoding {}", path.display());
-        parts.push(stack.encode(corpus, &args.cache)?);
+        parts.push(encode(&stack, corpus, &args.cache)?);
     }
     Ok(LabelFreeInput {
         lexicon,

@@ -7,7 +7,9 @@ use saener_ner::{
 use serde::Serialize;
 use std::path::PathBuf;
 
-use crate::commands::stack::{load_profile, read_corpus, CacheArgs, Context, Stack, StackArgs};
+use crate::commands::stack::{
+    encode, load_profile, read_corpus, CacheArgs, Context, Stack, StackArgs,
+};
 
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  saener efficiency --profile conll2003 \
@@ -67,10 +69,10 @@ pub fn run(args: Args) -> Result<()> {
     stack.check(&profile)?;
     let train = read_corpus(&args.data, Context::Document)?;
     let test = read_corpus(&args.test, Context::Document)?;
-    let dense_train = stack.dense_words(&train, &args.cache)?;
-    let dense_test = stack.dense_words(&test, &args.cache)?;
-    let train = stack.encode(train, &args.cache)?;
-    let test = stack.encode(test, &args.cache)?;
+    let dense_train = stack.dense_words(&train, &args.cache.config())?;
+    let dense_test = stack.dense_words(&test, &args.cache.config())?;
+    let train = encode(&stack, train, &args.cache)?;
+    let test = encode(&stack, test, &args.cache)?;
     let d_sae = stack.sae.config().d_sae;
     let sparse_train = WordFeatures::sparse(&train, d_sae);
     let sparse_test = WordFeatures::sparse(&test, d_sae);

@@ -7,7 +7,7 @@ use serde::Serialize;
 use std::path::PathBuf;
 
 use crate::commands::stack::{
-    load_profile, read_corpus, CacheArgs, Context, DecodeOverrides, Stack, StackArgs,
+    encode, load_profile, read_corpus, CacheArgs, Context, DecodeOverrides, Stack, StackArgs,
 };
 
 #[derive(clap::Args)]
@@ -75,7 +75,7 @@ pub fn run(args: Args) -> Result<()> {
             args.data.display()
         );
     }
-    let encoded = stack.encode(gold, &args.cache)?;
+    let encoded = encode(&stack, gold, &args.cache)?;
     let started = std::time::Instant::now();
     let spans = Decoder::new(&profile, params)?.decode_corpus(&encoded)?;
     let secs = started.elapsed().as_secs_f64();

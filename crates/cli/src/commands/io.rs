@@ -1,32 +1,26 @@
 //! Input plumbing shared by the subcommands.
 
 use anyhow::{Context, Result};
+use saener_ner::StackConfig;
 use std::io::{BufRead, Read as _};
 use std::path::PathBuf;
 
 /// The model to run: `--model PATH` if given, else the default model (fetched on first use).
 pub fn model_path(model: Option<PathBuf>) -> Result<PathBuf> {
-    match model {
-        Some(path) if path.exists() => Ok(path),
-        Some(path) => anyhow::bail!("--model {}: no such file", path.display()),
-        None => {
-            if !saener_lm::default_model_path()?.exists() {
-                eprintln!("saener: fetching the default model (Gemma 3 270M, ~250 MB) …");
-            }
-            Ok(saener_lm::ensure_default_model()?)
-        }
-    }
+    let config = StackConfig {
+        model,
+        ..StackConfig::default()
+    };
+    Ok(config.model_path()?)
 }
 
-/// The SAE to use: `--sae PATH` if given, else the one shipped in this repository
-/// (`models/gemma3-270m-l9-topk64-16k`, Gemma Scope 2 layout).
+/// The SAE to use: `--sae PATH` if given, else the one shipped in this repository.
 pub fn sae_path(sae: Option<PathBuf>) -> PathBuf {
-    sae.unwrap_or_else(|| {
-        PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../models/gemma3-270m-l9-topk64-16k"
-        ))
-    })
+    StackConfig {
+        sae,
+        ..StackConfig::default()
+    }
+    .sae_path()
 }
 
 /// One JSONL input line: its 1-based line number and parsed value, or why it failed.

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use crate::commands::calibrate::serde_name;
 use crate::commands::eval::Outputs;
-use crate::commands::stack::{read_corpus, CacheArgs, Context, Stack, StackArgs};
+use crate::commands::stack::{encode, read_corpus, CacheArgs, Context, Stack, StackArgs};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -111,10 +111,10 @@ fn features(
 ) -> Result<WordFeatures> {
     Ok(match input {
         ProbeInput::Sae => {
-            let encoded = stack.encode(corpus.clone(), cache)?;
+            let encoded = encode(stack, corpus.clone(), cache)?;
             WordFeatures::sparse(&encoded, stack.sae.config().d_sae)
         }
-        ProbeInput::Dense => stack.dense_words(corpus, cache)?,
+        ProbeInput::Dense => stack.dense_words(corpus, &cache.config())?,
     })
 }
 
@@ -125,7 +125,7 @@ fn train(args: TrainArgs) -> Result<()> {
     if args.layer.is_some() && args.input == ProbeInput::Sae {
         anyhow::bail!("--layer is for dense probes; an SAE code comes from the SAE's own layer");
     }
-    let stack = Stack::load_at(&args.stack, args.layer)?;
+    let stack = Stack::load(args.stack.at_layer(args.layer))?;
     let mut train = read_corpus(&args.data, args.context)?;
     if let Some(n) = args.max_documents {
         train.documents.truncate(n);
@@ -195,7 +195,7 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let probe = Probe::load(&args.probe)?;
-    let mut stack = Stack::load_at(&args.stack, args.layer)?;
+    let mut stack = Stack::load(args.stack.at_layer(args.layer))?;
     let origin = &probe.meta.origin;
     stack.follow(origin)?;
     let sae_matters = probe.meta.input == ProbeInput::Sae;

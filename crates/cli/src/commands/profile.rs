@@ -3,7 +3,7 @@ use saener_ner::{set_contexts_json, top_contexts, Profile};
 use std::path::PathBuf;
 
 use crate::commands::stack::{
-    load_profile, profile_path, read_corpus, CacheArgs, Context, Stack, StackArgs,
+    encode, load_profile, profile_path, read_corpus, CacheArgs, Context, Stack, StackArgs,
 };
 
 #[derive(clap::Subcommand)]
@@ -79,7 +79,7 @@ fn contexts(args: ContextsArgs) -> Result<()> {
         corpus.checksum(),
         profile.origin.data_checksum
     );
-    let encoded = stack.encode(corpus, &args.cache)?;
+    let encoded = encode(&stack, corpus, &args.cache)?;
     let mut features = profile.features();
     if let Some(n) = args.max_features {
         features.sort_by_cached_key(|&f| std::cmp::Reverse(entity_hits(&profile, f)));

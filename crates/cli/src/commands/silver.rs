@@ -3,7 +3,8 @@ use saener_ner::Decoder;
 use std::path::PathBuf;
 
 use crate::commands::stack::{
-    load_profile, read_words, write_corpus, CacheArgs, Context, DecodeOverrides, Stack, StackArgs,
+    encode, load_profile, read_words, write_corpus, CacheArgs, Context, DecodeOverrides, Stack,
+    StackArgs,
 };
 
 #[derive(clap::Args)]
@@ -44,7 +45,7 @@ pub fn run(args: Args) -> Result<()> {
             args.data.display()
         );
     }
-    let encoded = stack.encode(corpus, &args.cache)?;
+    let encoded = encode(&stack, corpus, &args.cache)?;
     let decoder = Decoder::new(&profile, args.decoding.apply(&profile)?)?;
     let silver = decoder.predict_corpus(&encoded)?;
     write_corpus(&silver, &args.data, args.out.as_deref())

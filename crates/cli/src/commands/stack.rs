@@ -1,20 +1,16 @@
-//! What `calibrate`, `eval` and `annotate` share: loading the model and SAE, reading a
-//! labelled corpus in the chosen context, encoding it through the code cache, and finding a
-//! profile by name.
+//! What `calibrate`, `eval` and `annotate` share: the argument groups that become the
+//! library's [`StackConfig`] and [`CodeCache`] (the loading itself is
+//! [`saener_ner::pipeline`]), reading a labelled corpus in the chosen context, encoding it
+//! with a progress bar, and finding a profile by name.
 
 use anyhow::{Context as _, Result};
-use saener_lm::gemma3::{Gemma3, LoadOptions};
-use saener_lm::residuals::{ExtractOptions, Extractor};
-use saener_lm::Tokenizer;
 use saener_ner::{
-    CodeEncoder, Combine, ConllOptions, Corpus, DecodeParams, EncodedCorpus, Origin, Profile,
-    WordFeatures, WordPooling,
+    CodeCache, Combine, ConllOptions, Corpus, DecodeParams, EncodedCorpus, Profile, StackConfig,
+    WordPooling,
 };
-use saener_sae::Sae;
 use std::path::{Path, PathBuf};
 
 use crate::commands::calibrate::serde_name;
-use crate::commands::io::{model_path, sae_path};
 
 /// Model, SAE and what to run them with; flattened into each NER subcommand.
 #[derive(clap::Args, Clone)]
@@ -125,141 +121,54 @@ impl DecodeOverrides {
     }
 }
 
-/// A loaded model and SAE.
-pub struct Stack {
-    pub tokenizer: Tokenizer,
-    pub model: Gemma3,
-    pub sae: Sae,
-    pub layer: usize,
-    /// SHA-256 of the model file.
-    pub model_id: String,
-    pub batch_size: usize,
-    /// Echo reading ([`StackArgs::echo`]).
-    pub echo: bool,
-}
+pub use saener_ner::Stack;
 
-impl Stack {
-    /// Loads the SAE, then the model up to the SAE's layer only.
-    pub fn load(args: &StackArgs) -> Result<Stack> {
-        Stack::load_at(args, None)
-    }
-
-    /// Like [`Stack::load`], but running the model to `layer` when given (dense probes at
-    /// other layers); SAE codes are then unavailable.
-    pub fn load_at(args: &StackArgs, layer: Option<usize>) -> Result<Stack> {
-        let sae = saener_sae::load_any(sae_path(args.sae.clone()))?;
-        let sae_layer = sae
-            .config()
-            .hook_layer
-            .context("the SAE records no hook layer, so saener cannot tell which layer it reads")?;
-        let layer = layer.unwrap_or(sae_layer);
-        let model_file = model_path(args.model.clone())?;
-        let model_id = saener_lm::fetch::sha256_file(&model_file)?;
-        let tokenizer = Tokenizer::from_gguf(&model_file)?;
-        let model = Gemma3::load(
-            &model_file,
-            LoadOptions {
-                max_layer: Some(layer),
-            },
-        )?;
-        if layer == sae_layer {
-            sae.check_compatible(model.config().hidden_size, layer)?;
-        }
-        Ok(Stack {
-            tokenizer,
-            model,
-            sae,
-            layer,
-            model_id,
+impl From<&StackArgs> for StackConfig {
+    fn from(args: &StackArgs) -> StackConfig {
+        StackConfig {
+            sae: args.sae.clone(),
+            model: args.model.clone(),
             batch_size: args.batch_size,
             echo: args.echo,
-        })
-    }
-
-    pub fn encoder(&self) -> CodeEncoder<'_> {
-        CodeEncoder {
-            extractor: Extractor {
-                tokenizer: &self.tokenizer,
-                model: &self.model,
-                options: ExtractOptions {
-                    batch_size: self.batch_size,
-                    echo: self.echo,
-                    ..ExtractOptions::new(self.layer)
-                },
-            },
-            sae: &self.sae,
-            model_id: self.model_id.clone(),
+            ..StackConfig::default()
         }
     }
+}
 
-    /// The origin a profile calibrated on `corpus` with this stack records.
-    pub fn origin(&self, corpus: &Corpus) -> Origin {
-        Origin {
-            model: self.model_id.clone(),
-            layer: self.layer,
-            sae_id: self.sae.id().to_string(),
-            data_checksum: corpus.checksum(),
-            echo: self.echo,
+impl StackArgs {
+    /// The stack these arguments load, running the model to `layer` when given (dense
+    /// probes at other layers); SAE codes are then unavailable.
+    pub fn at_layer(&self, layer: Option<usize>) -> StackConfig {
+        StackConfig {
+            layer,
+            ..self.into()
         }
     }
+}
 
-    /// Errors unless `profile` was calibrated for this model, layer and SAE; then reads
-    /// residuals the way the profile's were read (echo or not).
-    pub fn check(&mut self, profile: &Profile) -> Result<()> {
-        profile
-            .check_compatible(&self.model_id, self.layer, self.sae.id())
-            .context("the profile belongs to another model or SAE (pass the --sae it was calibrated with)")?;
-        self.follow(&profile.origin)
-    }
-
-    /// Reads residuals as `origin` was read (echo or not); `--echo` against an origin
-    /// without it is an error rather than a silent mismatch.
-    pub fn follow(&mut self, origin: &Origin) -> Result<()> {
-        if self.echo && !origin.echo {
-            anyhow::bail!("--echo was given, but the profile or probe was calibrated without it");
+impl CacheArgs {
+    /// The library's configuration of these arguments.
+    pub fn config(&self) -> CodeCache {
+        CodeCache {
+            root: self.root(),
+            keep_residuals: self.keep_residuals,
         }
-        self.echo = origin.echo;
-        Ok(())
     }
+}
 
-    /// Each word's dense residual (at its last token) at this stack's layer, through the
-    /// cache.
-    pub fn dense_words(&self, corpus: &Corpus, cache: &CacheArgs) -> Result<WordFeatures> {
-        let root = cache.root();
-        let rows = self.encoder().word_residuals(
-            corpus,
-            root.as_deref(),
-            cache.keep_residuals,
-            |_, _| {},
-        )?;
-        Ok(WordFeatures::dense(&rows))
-    }
-
-    /// `corpus` with its codes, from the cache when it holds them.
-    pub fn encode(&self, corpus: Corpus, cache: &CacheArgs) -> Result<EncodedCorpus> {
-        if self.sae.config().hook_layer != Some(self.layer) {
-            anyhow::bail!(
-                "the SAE reads layer {:?}, not layer {}: SAE codes need the SAE's layer",
-                self.sae.config().hook_layer,
-                self.layer
-            );
-        }
-        let bar = indicatif::ProgressBar::new(corpus.documents.len() as u64).with_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} documents encoded (ETA {eta})",
-            )
-            .expect("valid template"),
-        );
-        let root = cache.root();
-        let codes = self.encoder().corpus_codes(
-            &corpus,
-            root.as_deref(),
-            cache.keep_residuals,
-            |done, _| bar.set_position(done as u64),
-        )?;
-        bar.finish_and_clear();
-        Ok(EncodedCorpus::new(corpus, codes)?)
-    }
+/// `corpus` with its codes, from the cache when it holds them, with a progress bar.
+pub fn encode(stack: &Stack, corpus: Corpus, cache: &CacheArgs) -> Result<EncodedCorpus> {
+    let bar = indicatif::ProgressBar::new(corpus.documents.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template(
+            "{elapsed_precise} [{bar:30}] {pos}/{len} documents encoded (ETA {eta})",
+        )
+        .expect("valid template"),
+    );
+    let encoded = stack.encode(corpus, &cache.config(), |done, _| {
+        bar.set_position(done as u64)
+    })?;
+    bar.finish_and_clear();
+    Ok(encoded)
 }
 
 /// Reads a labelled corpus: CoNLL columns, or JSONL with character spans (by extension:
@@ -330,37 +239,15 @@ pub fn write_corpus(corpus: &Corpus, read_from: &Path, out: Option<&Path>) -> Re
 /// A profile by path, or by the name of one shipped beside the default SAE
 /// (`conll2003`, `ncbi_disease`, `bc5cdr`).
 pub fn profile_path(name_or_path: &str) -> PathBuf {
-    let path = PathBuf::from(name_or_path);
-    if path.exists() || name_or_path.contains(['/', '.']) {
-        return path;
-    }
-    sae_path(None)
-        .join("profiles")
-        .join(format!("{name_or_path}.json"))
+    StackConfig::default().profile_path(name_or_path)
 }
 
 /// Loads a profile by path or shipped name, naming the shipped ones when it is not found.
 pub fn load_profile(name_or_path: &str) -> Result<Profile> {
-    let path = profile_path(name_or_path);
-    if !path.exists() {
-        let shipped = shipped_profiles().join(", ");
-        anyhow::bail!(
-            "--profile {name_or_path}: no such file, and not a shipped profile (shipped: {shipped})"
-        );
-    }
-    Ok(Profile::load(&path)?)
+    Ok(StackConfig::default().load_profile(name_or_path)?)
 }
 
+/// Names of the shipped profiles.
 pub fn shipped_profiles() -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(sae_path(None).join("profiles"))
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            name.strip_suffix(".json").map(String::from)
-        })
-        .collect();
-    names.sort();
-    names
+    StackConfig::default().shipped_profiles()
 }

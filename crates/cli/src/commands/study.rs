@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use crate::commands::stack::{load_profile, CacheArgs, Stack, StackArgs};
+use crate::commands::stack::{encode, load_profile, CacheArgs, Stack, StackArgs};
 use crate::commands::tagger::{fit_and_score, Featured, OptionArgs};
 
 #[derive(clap::Args)]
@@ -158,7 +158,7 @@ pub fn run(args: Args) -> Result<()> {
     );
 
     eprintln!("saener: silver labels of {}", train_path.display());
-    let encoded = stack.encode(train.corpus.clone(), &args.cache)?;
+    let encoded = encode(&stack, train.corpus.clone(), &args.cache)?;
     let silver = Decoder::new(&profile, profile.decoding)?.predict_corpus(&encoded)?;
     drop(encoded);
 

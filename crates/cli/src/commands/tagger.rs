@@ -124,7 +124,7 @@ impl Featured {
         let corpus = read_corpus(path, Context::Document)?;
         eprintln!("saener: dense residuals of {}", path.display());
         let features = stack
-            .dense_words(&corpus, cache)
+            .dense_words(&corpus, &cache.config())
             .with_context(|| format!("encoding {}", path.display()))?;
         Ok(Featured { corpus, features })
     }
@@ -154,7 +154,7 @@ fn train(args: TrainArgs) -> Result<()> {
     if args.dev.is_none() && args.l2.len() != 1 {
         anyhow::bail!("--l2 lists several values: choosing among them needs --dev");
     }
-    let stack = Stack::load_at(&args.stack, args.layer)?;
+    let stack = Stack::load(args.stack.at_layer(args.layer))?;
     let train = Featured::load(&stack, &args.data, &args.cache)?;
     let labels: Vec<String> = if args.labels.is_empty() {
         train.corpus.labels().into_iter().collect()
@@ -201,7 +201,7 @@ fn train(args: TrainArgs) -> Result<()> {
 
 fn eval(args: EvalArgs) -> Result<()> {
     let tagger = Tagger::load(&args.tagger)?;
-    let mut stack = Stack::load_at(&args.stack, args.layer)?;
+    let mut stack = Stack::load(args.stack.at_layer(args.layer))?;
     let origin = &tagger.meta.origin;
     stack.follow(origin)?;
     if origin.model != stack.model_id || origin.layer != stack.layer {
