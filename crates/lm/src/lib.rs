@@ -4,8 +4,8 @@
 //! - [`gguf`] opens a GGUF file, validates it, and dequantizes tensors to f32.
 //! - [`tokenizer`] is Gemma's SentencePiece-BPE tokenizer; every token carries its
 //!   character span in the input (Unicode code points, as Python counts them).
-//! - [`gemma3`] is the Gemma 3 forward pass in candle, stopping after block `L` and
-//!   returning `resid_post`, with windowing for long inputs.
+//! - [`gemma3`] is the Gemma 3 forward pass on CPU (its kernels are `saener-kernels`),
+//!   stopping after block `L` and returning `resid_post`, with windowing for long inputs.
 
 pub mod fetch;
 pub mod fuzzing;
