@@ -1,7 +1,9 @@
-//! Matrix products. The f32 path: weights packed once into 16-column panels and an AVX2
-//! 6×16 micro-kernel (12 accumulators, BLIS-style blocking for L1/L2) at ~85 % of the FMA
-//! peak, about four times `gemm`'s general kernel on the model's shapes (measured on 2 Zen 3
-//! cores). Where AVX2+FMA are missing, the `gemm` crate (candle's CPU matmul) runs instead.
+//! f32 matrix products. Weights are packed once into 16-column panels for an AVX2 6×16
+//! micro-kernel (12 accumulators, BLIS-style blocking for L1/L2) at ~85 % of the FMA peak,
+//! about four times `gemm`'s general kernel on the model's shapes (measured on 2 Zen 3
+//! cores), or into 32-column panels for its AVX-512 twin (6×32), which sums every output in
+//! the same order and so gives the same bits. Where AVX2+FMA are missing, the `gemm` crate
+//! (candle's CPU matmul) runs instead.
 //! Every output is one dot product summed in a fixed order, so a row's result does not
 //! depend on the other rows or on threading.
 
@@ -99,21 +101,24 @@ pub fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     t
 }
 
-/// A weight matrix `[n, k]` for products `x Wᵀ`, stored for the fastest f32 kernel this
-/// CPU has: packed panels for the AVX2 micro-kernel, or plain rows for `gemm`.
+/// A weight matrix `[n, k]` for products `x Wᵀ`, stored for an f32 kernel: packed panels
+/// for the AVX2 or AVX-512 micro-kernel, or plain rows for `gemm`.
 pub enum F32Matrix {
-    /// Packed for the AVX2 micro-kernel (x86-64 with AVX2 and FMA, `n % 16 == 0`).
+    /// Packed for a micro-kernel (x86-64 with AVX2 and FMA, `n % 16 == 0`).
     Packed(PackedMatrix),
     /// Row-major `[n, k]`, multiplied by `gemm`.
     Rows { data: Vec<f32>, n: usize, k: usize },
 }
 
 impl F32Matrix {
-    /// The row-major matrices `parts` (each `[n_i, k]`) stacked along n.
-    pub fn new(parts: &[&[f32]], k: usize) -> Self {
-        let n = parts.iter().map(|p| p.len() / k).sum();
+    /// The row-major matrices `parts` (each `[n_i, k]`) stacked along n, for the AVX-512
+    /// kernel if `avx512` and the CPU and shape allow, else for the AVX2 one if they allow,
+    /// else for `gemm`.
+    pub fn new(parts: &[&[f32]], k: usize, avx512: bool) -> Self {
+        let n: usize = parts.iter().map(|p| p.len() / k).sum();
         if packed_available(n) {
-            Self::Packed(PackedMatrix::pack(parts, k))
+            let wide = avx512 && n % (2 * NR) == 0 && crate::Cpu::detect().avx512f;
+            Self::Packed(PackedMatrix::pack(parts, k, if wide { 2 * NR } else { NR }))
         } else {
             Self::Rows {
                 data: parts.concat(),
@@ -145,10 +150,12 @@ pub fn packed_available(n: usize) -> bool {
     crate::has_avx2() && n % NR == 0
 }
 
-/// Weights `[n, k]` repacked as `n / 16` panels of `[k][16]`, 64-byte aligned.
+/// Weights `[n, k]` repacked as `n / nr` panels of `[k][nr]`, 64-byte aligned; `nr` is
+/// 16 (AVX2 kernel) or 32 (AVX-512 kernel).
 pub struct PackedMatrix {
     n: usize,
     k: usize,
+    nr: usize,
     buf: Vec<f32>,
     start: usize,
 }
@@ -166,28 +173,42 @@ impl<T> SendPtr<T> {
 }
 
 impl PackedMatrix {
-    /// Packs the row-major matrices `parts` (each `[n_i, k]`), stacked along n. Panics
-    /// unless [`packed_available`] holds for the total n.
-    pub fn pack(parts: &[&[f32]], k: usize) -> Self {
+    /// Packs the row-major matrices `parts` (each `[n_i, k]`), stacked along n, into
+    /// panels of `nr` columns. Panics unless [`packed_available`] holds for the total n,
+    /// `nr` divides it, and the CPU has AVX-512F where `nr` is 32.
+    pub fn pack(parts: &[&[f32]], k: usize, nr: usize) -> Self {
         let rows: Vec<&[f32]> = parts.iter().flat_map(|p| p.chunks_exact(k)).collect();
         let n = rows.len();
         assert!(
             packed_available(n),
             "packed GEMM needs AVX2+FMA and a multiple of {NR} outputs"
         );
+        assert!(nr == NR || (nr == 2 * NR && crate::Cpu::detect().avx512f));
+        assert_eq!(n % nr, 0, "{n} outputs are not whole panels of {nr}");
         let mut buf = vec![0f32; n * k + NR];
         let start = (NR - (buf.as_ptr() as usize / 4) % NR) % NR;
         buf[start..start + n * k]
-            .par_chunks_mut(NR * k)
+            .par_chunks_mut(nr * k)
             .enumerate()
             .for_each(|(panel, dst)| {
-                for (c, row) in rows[panel * NR..(panel + 1) * NR].iter().enumerate() {
+                for (c, row) in rows[panel * nr..(panel + 1) * nr].iter().enumerate() {
                     for (kk, &w) in row.iter().enumerate() {
-                        dst[kk * NR + c] = w;
+                        dst[kk * nr + c] = w;
                     }
                 }
             });
-        Self { n, k, buf, start }
+        Self {
+            n,
+            k,
+            nr,
+            buf,
+            start,
+        }
+    }
+
+    /// Whether this matrix runs on the AVX-512 kernel.
+    pub fn is_avx512(&self) -> bool {
+        self.nr == 2 * NR
     }
 
     fn data(&self) -> &[f32] {
@@ -207,11 +228,11 @@ impl PackedMatrix {
     }
 
     fn matmul_packed(&self, a_packed: &[f32], m: usize) -> Vec<f32> {
-        let (n, k) = (self.n, self.k);
+        let (n, k, nr) = (self.n, self.k, self.nr);
         let m_panels = m.div_ceil(MR);
         let mut c: Vec<f32> = Vec::with_capacity(m_panels * MR * n);
         let c_ptr = SendPtr(c.as_mut_ptr());
-        let n_panels = n / NR;
+        let n_panels = n / nr;
         let kc = k.div_ceil(k.div_ceil(KC));
         let tasks = (rayon::current_num_threads() * 4).clamp(1, n_panels);
         let per_task = n_panels.div_ceil(tasks);
@@ -220,26 +241,25 @@ impl PackedMatrix {
             .into_par_iter()
             .for_each(|task| {
                 let panels = task * per_task..((task + 1) * per_task).min(n_panels);
-                let mut tile = [0f32; MR * NR];
+                let mut tile = [0f32; MR * 2 * NR];
                 for k0 in (0..k).step_by(kc) {
                     let kcur = kc.min(k - k0);
                     for m0 in (0..m_panels).step_by(MC) {
                         for np in panels.clone() {
-                            let b = &b_all[np * k * NR + k0 * NR..][..kcur * NR];
+                            let b = &b_all[np * k * nr + k0 * nr..][..kcur * nr];
                             for mp in m0..(m0 + MC).min(m_panels) {
                                 let a = &a_packed[mp * k * MR + k0 * MR..][..kcur * MR];
-                                // SAFETY: AVX2/FMA were checked when packing; `a` holds
-                                // kcur × MR values, `b` kcur × NR.
+                                // SAFETY: AVX2/FMA (and AVX-512F for nr = 32) were checked
+                                // when packing; `a` holds kcur × MR values, `b` kcur × nr.
                                 #[cfg(target_arch = "x86_64")]
                                 unsafe {
-                                    crate::avx2::kernel_6x16(
-                                        kcur,
-                                        a.as_ptr(),
-                                        1,
-                                        MR,
-                                        b.as_ptr(),
-                                        &mut tile,
-                                    )
+                                    let (a, b) = (a.as_ptr(), b.as_ptr());
+                                    if nr == NR {
+                                        let tile = (&mut tile[..MR * NR]).try_into().unwrap();
+                                        crate::avx2::kernel_6x16(kcur, a, 1, MR, b, tile);
+                                    } else {
+                                        crate::avx512::kernel_6x32(kcur, a, 1, MR, b, &mut tile);
+                                    }
                                 };
                                 #[cfg(not(target_arch = "x86_64"))]
                                 unreachable!("packed only where AVX2 runs");
@@ -247,8 +267,8 @@ impl PackedMatrix {
                                 // `c`'s capacity and belongs to this task alone; it is
                                 // written (k0 == 0) before it is read.
                                 unsafe {
-                                    let dst = c_ptr.get().add(mp * MR * n + np * NR);
-                                    for (r, t) in tile.chunks_exact(NR).enumerate() {
+                                    let dst = c_ptr.get().add(mp * MR * n + np * nr);
+                                    for (r, t) in tile[..MR * nr].chunks_exact(nr).enumerate() {
                                         let dst = dst.add(r * n);
                                         for (l, &v) in t.iter().enumerate() {
                                             let d = dst.add(l);
@@ -405,7 +425,7 @@ mod tests {
             .map(|i| ((i * 104_729) % 97) as f32 - 48.0)
             .collect();
         let (w1, w2) = w.split_at(16 * k);
-        let c = PackedMatrix::pack(&[w1, w2], k).matmul(&a, m, k);
+        let c = PackedMatrix::pack(&[w1, w2], k, NR).matmul(&a, m, k);
         for i in 0..m {
             for j in 0..n {
                 let expected: f64 = (0..k)
@@ -452,9 +472,27 @@ mod tests {
             k,
         };
         // Small integers: every path is exact.
-        assert_eq!(
-            F32Matrix::new(&[&w], k).matmul(&a, m, k + 3),
-            rows.matmul(&a, m, k + 3)
-        );
+        let want = rows.matmul(&a, m, k + 3);
+        assert_eq!(F32Matrix::new(&[&w], k, false).matmul(&a, m, k + 3), want);
+        assert_eq!(F32Matrix::new(&[&w], k, true).matmul(&a, m, k + 3), want);
+    }
+
+    #[test]
+    fn avx512_kernel_gives_the_avx2_bits() {
+        if !packed_available(64) || !crate::Cpu::detect().avx512f {
+            return;
+        }
+        // Non-integer data and k > KC (two k-blocks): sums round, and must round alike.
+        let (m, n, k) = (11, 64, 700);
+        let w: Vec<f32> = (0..n * k)
+            .map(|i| ((i * 31) % 23) as f32 * 0.137 - 1.5)
+            .collect();
+        let a: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 13) % 17) as f32 * 0.291 - 2.3)
+            .collect();
+        let narrow = PackedMatrix::pack(&[&w], k, NR).matmul(&a, m, k);
+        let wide = PackedMatrix::pack(&[&w], k, 2 * NR);
+        assert!(wide.is_avx512());
+        assert_eq!(wide.matmul(&a, m, k), narrow);
     }
 }

@@ -1,6 +1,8 @@
-//! The CPU kernels of saener, in one place: matrix products (a packed f32 GEMM, the SAE
-//! encoder product, `gemm` for general shapes), dot/axpy, RMS norm, GELU, softmax,
-//! attention with RoPE, and GGML's Q8_0 format.
+//! The CPU kernels of saener, in one place: matrix products (packed f32 GEMMs on AVX2 or
+//! AVX-512, an int8 GEMM on AVX512-VNNI, the SAE encoder product, `gemm` for general
+//! shapes), dot/axpy, RMS norm, GELU, softmax, attention with RoPE, and GGML's Q8_0 format.
+//! [`Cpu`] detects the instruction sets at run time and [`Precision`] picks the arithmetic
+//! of the model's matrix products, so one binary runs everywhere.
 //!
 //! Kernels work on plain row-major `f32` slices, not tensors: the model's blocks hand
 //! slices from one kernel to the next, and only the language model's public API wraps the
@@ -16,13 +18,18 @@
 pub mod attention;
 #[cfg(target_arch = "x86_64")]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+mod avx512;
 pub mod gemm;
+pub mod int8;
+pub mod precision;
 pub mod q8_0;
 pub mod vector;
 
 pub use attention::{attention, norm_rope, AttentionParams};
 pub use gemm::{matmul, transpose, Encoder, F32Matrix};
-
+pub use int8::Int8Matrix;
+pub use precision::{Cpu, KernelChoice, Matrix, Precision, PrecisionError};
 pub use q8_0::{dequantize_q8_0, dot_q8_0, q8_0_row_bytes, Q8_0_BLOCK};
 pub use vector::{add_rms_norm, axpy, dot, gelu_mul, rms_norm, rms_norm_row, softmax};
 

@@ -26,7 +26,7 @@ use crate::gguf::GgufFile;
 use crate::{Error, Result};
 use candle_core::{CpuStorage, Device, Storage, Tensor};
 use rayon::prelude::*;
-use saener_kernels as kernels;
+use saener_kernels::{self as kernels, Cpu, KernelChoice, Precision};
 use std::path::Path;
 
 /// Gemma 3 puts one global-attention block after every five local ones.
@@ -202,13 +202,19 @@ impl RmsNorm {
 /// A bias-free linear layer `y = x Wᵀ`, possibly several GGUF matrices stacked along the
 /// output dimension (q/k/v, gate/up) so that one product replaces several.
 struct Linear {
-    weight: kernels::F32Matrix,
+    weight: kernels::Matrix,
     in_features: usize,
 }
 
 impl Linear {
-    /// Loads the matrices `names` (each `[out_i, in_features]`) stacked in that order.
-    fn new(gguf: &GgufFile, names: &[(&str, usize)], in_features: usize) -> Result<Self> {
+    /// Loads the matrices `names` (each `[out_i, in_features]`) stacked in that order, for
+    /// the kernels `choice` names.
+    fn new(
+        gguf: &GgufFile,
+        names: &[(&str, usize)],
+        in_features: usize,
+        choice: KernelChoice,
+    ) -> Result<Self> {
         let parts = names
             .iter()
             .map(|&(name, out)| {
@@ -218,7 +224,7 @@ impl Linear {
             .collect::<Result<Vec<_>>>()?;
         let parts: Vec<&[f32]> = parts.iter().map(Vec::as_slice).collect();
         Ok(Self {
-            weight: kernels::F32Matrix::new(&parts, in_features),
+            weight: kernels::Matrix::new(&parts, in_features, choice),
             in_features,
         })
     }
@@ -277,7 +283,7 @@ struct Attention {
 }
 
 impl Attention {
-    fn new(gguf: &GgufFile, cfg: &Config, layer: usize) -> Result<Self> {
+    fn new(gguf: &GgufFile, cfg: &Config, layer: usize, choice: KernelChoice) -> Result<Self> {
         let name = |t: &str| format!("blk.{layer}.{t}.weight");
         let (d, hd) = (cfg.hidden_size, cfg.head_dim);
         let q_dim = cfg.num_attention_heads * hd;
@@ -290,8 +296,9 @@ impl Attention {
                 (&name("attn_v"), kv_dim),
             ],
             d,
+            choice,
         )?;
-        let o = Linear::new(gguf, &[(&name("attn_output"), d)], q_dim)?;
+        let o = Linear::new(gguf, &[(&name("attn_output"), d)], q_dim, choice)?;
         let norm = |t: &str| -> Result<Vec<f32>> {
             Ok(gguf.tensor_f32(&name(t), &[hd])?.to_vec1::<f32>()?)
         };
@@ -336,12 +343,13 @@ struct Mlp {
 }
 
 impl Mlp {
-    fn new(gguf: &GgufFile, cfg: &Config, layer: usize) -> Result<Self> {
+    fn new(gguf: &GgufFile, cfg: &Config, layer: usize, choice: KernelChoice) -> Result<Self> {
         let name = |t: &str| format!("blk.{layer}.{t}.weight");
         let (d, ffn) = (cfg.hidden_size, cfg.intermediate_size);
+        let (gate, up) = (name("ffn_gate"), name("ffn_up"));
         Ok(Self {
-            gate_up: Linear::new(gguf, &[(&name("ffn_gate"), ffn), (&name("ffn_up"), ffn)], d)?,
-            down: Linear::new(gguf, &[(&name("ffn_down"), d)], ffn)?,
+            gate_up: Linear::new(gguf, &[(gate.as_str(), ffn), (up.as_str(), ffn)], d, choice)?,
+            down: Linear::new(gguf, &[(&name("ffn_down"), d)], ffn, choice)?,
             ffn,
         })
     }
@@ -366,7 +374,7 @@ struct DecoderLayer {
 }
 
 impl DecoderLayer {
-    fn new(gguf: &GgufFile, cfg: &Config, layer: usize) -> Result<Self> {
+    fn new(gguf: &GgufFile, cfg: &Config, layer: usize, choice: KernelChoice) -> Result<Self> {
         let norm = |t: &str| {
             RmsNorm::new(
                 gguf,
@@ -377,10 +385,10 @@ impl DecoderLayer {
         };
         Ok(Self {
             attn_norm: norm("attn_norm")?,
-            attn: Attention::new(gguf, cfg, layer)?,
+            attn: Attention::new(gguf, cfg, layer, choice)?,
             post_attn_norm: norm("post_attention_norm")?,
             ffn_norm: norm("ffn_norm")?,
-            mlp: Mlp::new(gguf, cfg, layer)?,
+            mlp: Mlp::new(gguf, cfg, layer, choice)?,
             post_ffn_norm: norm("post_ffw_norm")?,
             global: cfg.is_global(layer),
         })
@@ -488,11 +496,11 @@ struct Model {
 }
 
 impl Model {
-    fn new(gguf: &GgufFile, cfg: &Config, n_layers: usize) -> Result<Self> {
+    fn new(gguf: &GgufFile, cfg: &Config, n_layers: usize, choice: KernelChoice) -> Result<Self> {
         // Blocks load in parallel: dequantizing dominates the load time.
         let layers = (0..n_layers)
             .into_par_iter()
-            .map(|l| DecoderLayer::new(gguf, cfg, l))
+            .map(|l| DecoderLayer::new(gguf, cfg, l, choice))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             embed: Embedding::new(gguf, cfg)?,
@@ -572,6 +580,12 @@ pub struct LoadOptions {
     /// Load only blocks `0..=max_layer` (less memory and load time); `None` loads all.
     /// With fewer blocks, [`Gemma3::last_token_logits`] is unavailable.
     pub max_layer: Option<usize>,
+    /// Arithmetic of the blocks' matrix products; the default, `Auto`, is f32. Loading
+    /// fails, naming the missing instruction set, if this CPU cannot run it.
+    pub precision: Precision,
+    /// Keep f32 products on the AVX2 reference kernel even where AVX-512 is present (for
+    /// benchmarks: both give the same bits).
+    pub avx2_only: bool,
 }
 
 /// How [`Gemma3::resid_post_windowed`] splits long inputs.
@@ -599,6 +613,7 @@ impl Default for WindowOptions {
 pub struct Gemma3 {
     config: Config,
     model: Model,
+    precision: Precision,
 }
 
 impl Gemma3 {
@@ -617,8 +632,22 @@ impl Gemma3 {
             Some(l) => l + 1,
             None => config.num_hidden_layers,
         };
-        let model = Model::new(&gguf, &config, n_layers)?;
-        Ok(Self { config, model })
+        let precision = options.precision.resolve(&Cpu::detect())?;
+        let choice = KernelChoice {
+            precision,
+            avx512: !options.avx2_only,
+        };
+        let model = Model::new(&gguf, &config, n_layers, choice)?;
+        Ok(Self {
+            config,
+            model,
+            precision,
+        })
+    }
+
+    /// The precision the blocks' matrix products run at (never `Auto`).
+    pub fn precision(&self) -> Precision {
+        self.precision
     }
 
     /// The model's hyper-parameters.

@@ -15,6 +15,7 @@ pub mod residuals;
 pub mod tokenizer;
 
 pub use fetch::{default_model_path, ensure_default_model, saener_home};
+pub use saener_kernels::{Cpu, Precision};
 pub use tokenizer::{Encoding, Tokenizer};
 
 use std::path::PathBuf;
@@ -65,6 +66,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Precision(#[from] saener_kernels::PrecisionError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
