@@ -700,7 +700,9 @@ mod tests {
     #[test]
     fn precision_is_in_the_key_except_at_f32() {
         let f32_key = key();
-        assert!(!serde_json::to_string(&f32_key).unwrap().contains("precision"));
+        assert!(!serde_json::to_string(&f32_key)
+            .unwrap()
+            .contains("precision"));
         let int8 = CacheKey {
             precision: "int8".into(),
             ..key()
