@@ -64,7 +64,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let max_layer = layers.iter().copied().max();
     let start = Instant::now();
-    let model = Gemma3::load(saener_lm::default_model_path()?, LoadOptions { max_layer })?;
+    let model = Gemma3::load(
+        saener_lm::default_model_path()?,
+        LoadOptions {
+            max_layer,
+            ..LoadOptions::default()
+        },
+    )?;
     println!(
         "load (blocks 0..={}): {:.2} s",
         max_layer.unwrap_or(17),

@@ -4,8 +4,8 @@
 //! - [`gguf`] opens a GGUF file, validates it, and dequantizes tensors to f32.
 //! - [`tokenizer`] is Gemma's SentencePiece-BPE tokenizer; every token carries its
 //!   character span in the input (Unicode code points, as Python counts them).
-//! - [`gemma3`] is the Gemma 3 forward pass in candle, stopping after block `L` and
-//!   returning `resid_post`, with windowing for long inputs.
+//! - [`gemma3`] is the Gemma 3 forward pass on CPU (its kernels are `saener-kernels`),
+//!   stopping after block `L` and returning `resid_post`, with windowing for long inputs.
 
 pub mod fetch;
 pub mod fuzzing;
@@ -15,6 +15,7 @@ pub mod residuals;
 pub mod tokenizer;
 
 pub use fetch::{default_model_path, ensure_default_model, saener_home};
+pub use saener_kernels::{Cpu, Precision};
 pub use tokenizer::{Encoding, Tokenizer};
 
 use std::path::PathBuf;
@@ -70,6 +71,8 @@ pub enum Error {
     },
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Precision(#[from] saener_kernels::PrecisionError),
 }
 
 pub type Result<T> = std::result::Result<T, Error>;

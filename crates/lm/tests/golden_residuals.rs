@@ -363,7 +363,11 @@ fn window_seams_make_no_spurious_massive_activation() {
 
 #[test]
 fn partial_load_matches_full_model_and_rejects_deeper_layers() {
-    let partial = Gemma3::load(model_path(), LoadOptions { max_layer: Some(5) }).unwrap();
+    let options = LoadOptions {
+        max_layer: Some(5),
+        ..LoadOptions::default()
+    };
+    let partial = Gemma3::load(model_path(), options).unwrap();
     assert_eq!(partial.n_loaded_layers(), 6);
     let ids = &cases()[0].ids;
     assert_eq!(

@@ -127,6 +127,18 @@ pub struct CacheKey {
     /// when off, so caches made before it existed stay valid.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub echo: bool,
+    /// Precision of the model's matrix products ([`saener_lm::gemma3::Gemma3::precision`]);
+    /// left out of the key at f32, so caches made before it existed stay valid.
+    #[serde(default = "f32_name", skip_serializing_if = "is_f32")]
+    pub precision: String,
+}
+
+fn f32_name() -> String {
+    saener_lm::Precision::F32.to_string()
+}
+
+fn is_f32(precision: &str) -> bool {
+    precision == saener_lm::Precision::F32.as_str()
 }
 
 impl CacheKey {
@@ -157,6 +169,7 @@ impl CodeEncoder<'_> {
             window: (window.window, window.overlap),
             documents: corpus.documents.len(),
             echo: self.extractor.options.echo,
+            precision: self.extractor.model.precision().to_string(),
         }
     }
 
@@ -680,7 +693,21 @@ mod tests {
             window: (1024, 128),
             documents: 3,
             echo: false,
+            precision: f32_name(),
         }
+    }
+
+    #[test]
+    fn precision_is_in_the_key_except_at_f32() {
+        let f32_key = key();
+        assert!(!serde_json::to_string(&f32_key)
+            .unwrap()
+            .contains("precision"));
+        let int8 = CacheKey {
+            precision: "int8".into(),
+            ..key()
+        };
+        assert_ne!(int8.folder_name(), f32_key.folder_name());
     }
 
     #[test]

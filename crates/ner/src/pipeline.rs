@@ -9,6 +9,7 @@
 use std::path::PathBuf;
 
 use saener_lm::gemma3::{Gemma3, LoadOptions};
+use saener_lm::Precision;
 use saener_lm::residuals::{ExtractOptions, Extractor};
 use saener_lm::Tokenizer;
 use saener_sae::Sae;
@@ -73,6 +74,8 @@ pub struct StackConfig {
     /// Load every block of the model, not only those up to the layer read (to read
     /// residuals at any layer later, as the Python package's `residuals` does).
     pub all_layers: bool,
+    /// Arithmetic of the model's matrix products (part of the code cache key).
+    pub precision: Precision,
 }
 
 impl Default for StackConfig {
@@ -85,6 +88,7 @@ impl Default for StackConfig {
             echo: false,
             layer: None,
             all_layers: false,
+            precision: LoadOptions::default().precision,
         }
     }
 }
@@ -195,7 +199,14 @@ impl Stack {
         let model_id = saener_lm::fetch::sha256_file(&model_file)?;
         let tokenizer = Tokenizer::from_gguf(&model_file)?;
         let max_layer = (!config.all_layers).then_some(layer);
-        let model = Gemma3::load(&model_file, LoadOptions { max_layer })?;
+        let model = Gemma3::load(
+            &model_file,
+            LoadOptions {
+                max_layer,
+                precision: config.precision,
+                ..LoadOptions::default()
+            },
+        )?;
         if layer == sae_layer {
             sae.check_compatible(model.config().hidden_size, layer)?;
         }

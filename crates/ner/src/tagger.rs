@@ -18,6 +18,7 @@ use std::path::Path;
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rayon::prelude::*;
+use saener_kernels::dot;
 use serde::{Deserialize, Serialize};
 
 use crate::corpus::{Corpus, Entity};
@@ -526,24 +527,6 @@ fn sentence_ranges(corpus: &Corpus, n_rows: usize) -> Result<Vec<std::ops::Range
         });
     }
     Ok(ranges)
-}
-
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    // Eight partial sums let the compiler vectorise without reassociating floats itself.
-    let mut acc = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 #[cfg(test)]

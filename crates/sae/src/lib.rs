@@ -23,7 +23,6 @@
 
 pub mod format;
 pub mod fuzzing;
-mod linalg;
 pub mod npy;
 mod sae;
 

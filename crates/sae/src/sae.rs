@@ -14,8 +14,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::format::{Dtype, Format};
-use crate::linalg::matmul_acc;
 use crate::{Error, Result};
+use saener_kernels::matmul;
 
 /// Tokens per matmul in [`Sae::encode_sparse`]: bounds the dense pre-activation buffer
 /// (256 × 16k features × 4 B = 16 MiB) while leaving gemm enough rows to run at full speed.
@@ -508,7 +508,17 @@ impl Sae {
         let (d_in, d_sae) = (self.config.d_in, self.config.d_sae);
         let n = whole_rows(codes.len(), d_sae, "decode_dense", "d_sae")?;
         let mut out: Vec<f32> = self.b_dec.repeat(n);
-        matmul_acc(n, d_sae, d_in, codes, &self.w_dec, &mut out);
+        matmul(
+            n,
+            d_sae,
+            d_in,
+            codes,
+            &self.w_dec,
+            false,
+            &mut out,
+            true,
+            true,
+        );
         Ok(out)
     }
 
@@ -614,7 +624,17 @@ impl Sae {
         }
         let (d_in, d_sae) = (self.config.d_in, self.config.d_sae);
         let mut shift = vec![0.0; d_sae];
-        matmul_acc(1, d_in, d_sae, &self.b_dec, &self.w_enc, &mut shift);
+        matmul(
+            1,
+            d_in,
+            d_sae,
+            &self.b_dec,
+            &self.w_enc,
+            false,
+            &mut shift,
+            true,
+            true,
+        );
         let sign = if apply { 1.0 } else { -1.0 };
         let mut sae = self.clone();
         for (b, s) in sae.b_enc.iter_mut().zip(shift) {
@@ -648,9 +668,19 @@ impl Sae {
                 .chunks_exact(d_in)
                 .flat_map(|row| row.iter().zip(&self.b_dec).map(|(v, b)| v - b))
                 .collect();
-            matmul_acc(n, d_in, d_sae, &centered, &self.w_enc, pre);
+            matmul(
+                n,
+                d_in,
+                d_sae,
+                &centered,
+                &self.w_enc,
+                false,
+                pre,
+                true,
+                true,
+            );
         } else {
-            matmul_acc(n, d_in, d_sae, x, &self.w_enc, pre);
+            matmul(n, d_in, d_sae, x, &self.w_enc, false, pre, true, true);
         }
     }
 
@@ -764,9 +794,19 @@ impl FeatureSubset<'_> {
                     .chunks_exact(d_in)
                     .flat_map(|row| row.iter().zip(b_dec).map(|(v, b)| v - b))
                     .collect();
-                matmul_acc(n, d_in, m, &centered, &self.w_enc, &mut out);
+                matmul(
+                    n,
+                    d_in,
+                    m,
+                    &centered,
+                    &self.w_enc,
+                    false,
+                    &mut out,
+                    true,
+                    true,
+                );
             }
-            None => matmul_acc(n, d_in, m, x, &self.w_enc, &mut out),
+            None => matmul(n, d_in, m, x, &self.w_enc, false, &mut out, true, true),
         }
         for (row, x) in out.chunks_exact_mut(m.max(1)).zip(x.chunks_exact(d_in)) {
             match self.massive {

@@ -39,6 +39,7 @@ fn models() -> Arc<Models> {
                     &model_file,
                     LoadOptions {
                         max_layer: Some(layer),
+                        ..LoadOptions::default()
                     },
                 )
                 .unwrap(),

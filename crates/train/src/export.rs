@@ -17,11 +17,12 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::linalg::{axpy, matmul, TopK};
+use crate::linalg::TopK;
 use crate::store::{atomic_write, read_json, to_json_bytes};
 use crate::tensors::{self, Out};
 use crate::trainer::{EvalStats, StepMetrics, TrainConfig};
 use crate::{Error, Result};
+use saener_kernels::{axpy, matmul};
 
 /// How the exported SAE selects latents at inference.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq)]
@@ -180,7 +181,7 @@ impl TrainedSae {
                 .flat_map(|r| r.iter().zip(&w.b_dec).map(|(x, c)| x - c))
                 .collect();
             pre.resize(rows * n, 0.0);
-            matmul(rows, d, n, &xc, &w.w_enc, false, &mut pre, true);
+            matmul(rows, d, n, &xc, &w.w_enc, false, &mut pre, false, true);
             for row in pre.chunks_mut(n) {
                 row.iter_mut().zip(&w.b_enc).for_each(|(p, b)| *p += b);
                 let mut code = Vec::new();

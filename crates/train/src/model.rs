@@ -29,8 +29,9 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::linalg::{axpy, dot, Encoder, TopK};
+use crate::linalg::TopK;
 use crate::rng::Rng;
+use saener_kernels::{axpy, dot, Encoder};
 
 /// Rows per encoder task: a multiple of the kernel's 6-row tile, large enough that each
 /// streamed encoder panel is reused ~30 times, small enough that the task's `[rows, n]`

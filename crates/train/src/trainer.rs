@@ -29,11 +29,11 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::export::{SaeWeights, TrainedActivation, TrainedSae, TrainedSaeConfig, TrainingStats};
-use crate::linalg::{axpy, dot};
 use crate::model::{add_input_bias_grad, normalize, Params, Pass, PassConfig, Select};
 use crate::store::{atomic_write, StoreReader};
 use crate::tensors::{self, Out};
 use crate::{io_err, Error, Result};
+use saener_kernels::{axpy, dot};
 
 /// Latent selection during training.
 #[derive(Serialize, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]

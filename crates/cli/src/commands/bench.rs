@@ -3,7 +3,7 @@ use crate::commands::stack::load_profile;
 use anyhow::{Context, Result};
 use saener_lm::gemma3::{Gemma3, LoadOptions};
 use saener_lm::residuals::{ExtractOptions, Extractor};
-use saener_lm::Tokenizer;
+use saener_lm::{Cpu, Precision, Tokenizer};
 use saener_ner::{read_conll, Annotator, ConllOptions, Document, DocumentMode};
 use std::path::PathBuf;
 use std::time::Instant;
@@ -38,6 +38,45 @@ pub struct Args {
     /// SAE for --profile (default: the shipped one).
     #[arg(long)]
     sae: Option<PathBuf>,
+    /// Precisions to time side by side, repeats interleaved: f32, int8, bf16 or auto, and
+    /// `f32-avx2`, f32 kept on the AVX2 reference kernel where AVX-512 is present. Each
+    /// loads its own copy of the model; --profile runs with the first.
+    #[arg(long, value_delimiter = ',', default_value = "auto", value_parser = parse_kernels)]
+    precision: Vec<Kernels>,
+}
+
+/// A precision, and whether f32 stays on the AVX2 kernel.
+#[derive(Clone, Copy)]
+struct Kernels {
+    precision: Precision,
+    avx2_only: bool,
+}
+
+impl Kernels {
+    fn label(&self, model: &Gemma3) -> String {
+        let resolved = model.precision();
+        match (self.avx2_only, self.precision) {
+            (true, _) => "f32-avx2".into(),
+            (false, Precision::Auto) => format!("auto ({resolved})"),
+            _ => resolved.to_string(),
+        }
+    }
+}
+
+fn parse_kernels(s: &str) -> std::result::Result<Kernels, String> {
+    if s == "f32-avx2" {
+        return Ok(Kernels {
+            precision: Precision::F32,
+            avx2_only: true,
+        });
+    }
+    let precision = s
+        .parse::<Precision>()
+        .map_err(|e| format!("{e} (or f32-avx2)"))?;
+    Ok(Kernels {
+        precision,
+        avx2_only: false,
+    })
 }
 
 /// Prints tokens/s of tokenize + forward to each layer at each batch size, the model load
@@ -86,45 +125,62 @@ pub fn run(args: Args) -> Result<()> {
 
     let start = Instant::now();
     let tokenizer = Tokenizer::from_gguf(&model_file)?;
-    let model = Gemma3::load(
-        &model_file,
-        LoadOptions {
-            max_layer: Some(max_layer),
-        },
-    )?;
-    let load_secs = start.elapsed().as_secs_f64();
+    let mut models = Vec::new();
+    for kernels in &args.precision {
+        let model = Gemma3::load(
+            &model_file,
+            LoadOptions {
+                max_layer: Some(max_layer),
+                precision: kernels.precision,
+                avx2_only: kernels.avx2_only,
+            },
+        )?;
+        models.push((kernels.label(&model), model));
+    }
+    let load_secs = start.elapsed().as_secs_f64() / models.len().max(1) as f64;
+    let (_, model) = models.first().context("--precision is empty")?;
     let start = Instant::now();
     let tokens: usize = texts.iter().map(|t| tokenizer.encode(t).ids.len()).sum();
     let tokenize_rate = tokens as f64 / start.elapsed().as_secs_f64();
 
     println!(
-        "model load (tokenizer + blocks 0..={max_layer}): {load_secs:.2} s; {} sentences, {tokens} tokens (BOS included); tokenizer alone {tokenize_rate:.0} tok/s; {} threads",
+        "CPU: {} ({}); model load (tokenizer + blocks 0..={max_layer}): {load_secs:.2} s per precision; {} sentences, {tokens} tokens (BOS included); tokenizer alone {tokenize_rate:.0} tok/s; {} threads",
+        cpu_model().unwrap_or_else(|| "unknown".into()),
+        Cpu::detect().describe(),
         texts.len(),
         rayon::current_num_threads()
     );
-    println!("| layer | batch | best tok/s | median tok/s |");
-    println!("|---|---|---|---|");
+    println!("| layer | batch | precision | best tok/s | median tok/s | best vs first |");
+    println!("|---|---|---|---|---|---|");
     for &layer in &args.layers {
         for &batch_size in &args.batch_sizes {
-            let mut options = ExtractOptions::new(layer);
-            options.batch_size = batch_size;
-            let extractor = Extractor {
-                tokenizer: &tokenizer,
-                model: &model,
-                options,
-            };
-            let mut rates = Vec::new();
+            let mut rates = vec![Vec::new(); models.len()];
             for _ in 0..args.repeats.max(1) {
-                let start = Instant::now();
-                extractor.run(&texts, |_| {})?;
-                rates.push(tokens as f64 / start.elapsed().as_secs_f64());
+                for ((_, model), rates) in models.iter().zip(&mut rates) {
+                    let extractor = Extractor {
+                        tokenizer: &tokenizer,
+                        model,
+                        options: ExtractOptions {
+                            batch_size,
+                            ..ExtractOptions::new(layer)
+                        },
+                    };
+                    let start = Instant::now();
+                    extractor.run(&texts, |_| {})?;
+                    rates.push(tokens as f64 / start.elapsed().as_secs_f64());
+                }
             }
-            rates.sort_by(f64::total_cmp);
-            println!(
-                "| {layer} | {batch_size} | {:.0} | {:.0} |",
-                rates[rates.len() - 1],
-                rates[rates.len() / 2]
-            );
+            let mut first_best = None;
+            for ((label, _), rates) in models.iter().zip(&mut rates) {
+                rates.sort_by(f64::total_cmp);
+                let best = rates[rates.len() - 1];
+                let first = *first_best.get_or_insert(best);
+                println!(
+                    "| {layer} | {batch_size} | {label} | {best:.0} | {:.0} | {:.2}x |",
+                    rates[rates.len() / 2],
+                    best / first
+                );
+            }
         }
     }
     if let Some((profile, sae, layer)) = &annotate {
@@ -141,7 +197,7 @@ pub fn run(args: Args) -> Result<()> {
         for &batch_size in &args.batch_sizes {
             let extractor = Extractor {
                 tokenizer: &tokenizer,
-                model: &model,
+                model,
                 options: ExtractOptions {
                     batch_size,
                     ..ExtractOptions::new(*layer)
@@ -170,6 +226,13 @@ pub fn run(args: Args) -> Result<()> {
         peak_rss().unwrap_or_else(|| "unknown".into())
     );
     Ok(())
+}
+
+/// The CPU's model name (Linux `/proc/cpuinfo`).
+fn cpu_model() -> Option<String> {
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("model name"))?;
+    Some(line.split_once(':')?.1.trim().to_string())
 }
 
 /// The process's peak resident set (Linux `VmHWM`).

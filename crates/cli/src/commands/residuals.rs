@@ -2,7 +2,7 @@ use crate::commands::io::{for_each_json_line, model_path, Record};
 use anyhow::{Context, Result};
 use saener_lm::gemma3::{Gemma3, LoadOptions, WindowOptions};
 use saener_lm::residuals::{ExtractOptions, Extractor};
-use saener_lm::Tokenizer;
+use saener_lm::{Precision, Tokenizer};
 use saener_train::{extract_to_store, Dtype, StoreMeta, StoreReader, StoreWriter};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +42,10 @@ pub struct Args {
     /// Tokens of left context each window repeats from the previous one.
     #[arg(long, default_value_t = WindowOptions::default().overlap)]
     overlap: usize,
+    /// Arithmetic of the model's matrix products: f32, int8 (needs AVX512-VNNI), bf16 or
+    /// auto (f32).
+    #[arg(long, default_value = "auto")]
+    precision: Precision,
 }
 
 /// Input records are read in chunks of this many, so memory stays bounded on large inputs.
@@ -57,6 +61,8 @@ pub fn run(args: Args) -> Result<()> {
         &model_file,
         LoadOptions {
             max_layer: Some(args.layer),
+            precision: args.precision,
+            ..LoadOptions::default()
         },
     )?;
     let extractor = Extractor {

@@ -161,6 +161,7 @@ pub fn run(command: Command) -> Result<()> {
                 &model_file,
                 saener_lm::gemma3::LoadOptions {
                     max_layer: Some(layer),
+                    ..Default::default()
                 },
             )?;
             sae.check_compatible(model.config().hidden_size, layer)?;

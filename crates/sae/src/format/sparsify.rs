@@ -17,9 +17,9 @@ use super::{
     create_dir, expect_shape, layer_from_name, locate, write_json, write_safetensors, Dtype,
     Format, JsonConfig, TensorFile,
 };
-use crate::linalg::transpose;
 use crate::sae::{Source, Weights};
 use crate::{Activation, Error, Result, Sae, SaeConfig};
+use saener_kernels::transpose;
 
 /// The weights file that marks a sparsify folder.
 pub const WEIGHTS_FILE: &str = "sae.safetensors";
