@@ -114,8 +114,8 @@ impl Default for BuildOptions {
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct TypeCounts {
     pub names: usize,
-    /// Names kept per source (`package:kind` or a seed file), before the ambiguity rule
-    /// (a name two sources give counts for both).
+    /// Names kept per source (`package:kind` or a seed file), before the ambiguity rule; a
+    /// name that several sources of the type give counts for the first in the map's order.
     pub sources: BTreeMap<String, usize>,
     pub dropped_shape: usize,
     pub dropped_common: usize,
@@ -343,7 +343,7 @@ impl TypeMap {
     }
 }
 
-/// Why rule 1 drops `name`, if it does.
+/// Whether rule 1 (shape) drops `name`.
 fn bad_shape(name: &str, max_words: usize) -> bool {
     let chars = name.chars().count();
     chars < 2
