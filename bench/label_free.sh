@@ -11,6 +11,13 @@
 #                                                     # (files named <...>-nb*; ~15 min for all)
 #   bash bench/label_free.sh dev-threshold  # NOT label-free: the lexicon profiles' decision
 #                                           # threshold chosen on labelled dev (CoNLL, NCBI)
+#   GAZETTEERS=DIR bash bench/label_free.sh gazetteer [conll2003|ncbi_disease|bc5cdr]
+#       # issue 21: lexicons built by `saener lexicon build` from the package name lists in DIR
+#       # (lexicons/gazetteers.py writes them; lexicons/README.md), naive Bayes, each with
+#       # both label-free criteria (--pu-recall words, names); and the hand-written lexicons
+#       # with --pu-recall names. Files <benchmark>-{gazetteer,lexicon}-nb-<recall>*; the
+#       # built lexicons go to target/gazetteers/ (too large to commit), their manifests
+#       # to lexicons/*.gazetteer.manifest.json.
 #
 # Writes results/label_free/<benchmark>-{lexicon,examples-s<seed>}.json (profiles),
 # <...>-sweep.jsonl (every grid point's label-free score) and <...>-eval.json (the
@@ -73,6 +80,53 @@ dev_threshold() { # name
     --json "$OUT/$name-lexicon-devthreshold-eval.json"
 }
 
+# The naive-Bayes grid above (τ, α fixed; the rest chosen without labels).
+NB_LF_GRID=(--decoder naive-bayes --tau 80 --s-min 3 --nb-alpha 0.1 --nb-scale 0.12,0.25,0.5
+            --nb-absence 0.5,1 --nb-bias=-8,-6,-4,-2,0,2 --nb-weight 0,0.5 --nb-offsets=-1,1
+            --nb-viterbi true)
+
+# `lexicon_nb NAME KIND LEXICON LABELS SPLIT RECALL [OPTION...]`: calibrates
+# <name>-<kind>-nb-<recall> from LEXICON on the train text with the label-free criterion
+# RECALL (and the calibrate OPTIONs), evaluates it on SPLIT.
+lexicon_nb() {
+  local name=$1 kind=$2 lexicon=$3 labels=$4 split=$5 recall=$6
+  shift 6
+  local profile="$OUT/$name-$kind-nb-$recall.json"
+  [ -f "$profile" ] ||
+    saener calibrate --lexicon "$lexicon" ${labels:+--labels "$labels"} "$@" \
+      --pu-recall "$recall" --text "$DATA/$name/train.conll" --text-format conll "${NB_LF_GRID[@]}" \
+      --out "$profile" --sweep-out "${profile%.json}-sweep.jsonl"
+  [ -s "${profile%.json}-eval.json" ] ||
+    saener eval --profile "$profile" --data "$DATA/$name/$split.conll" \
+      --json "${profile%.json}-eval.json" > /dev/null
+}
+
+# `gazetteer NAME MAP LABELS SPLIT`: builds the gazetteer lexicon of MAP, then the profiles.
+gazetteer() {
+  local name=$1 map=$2 labels=$3 split=$4
+  local lexicon="target/gazetteers/$(basename "${map%.gazetteer.toml}").jsonl"
+  mkdir -p target/gazetteers
+  [ -s "$lexicon" ] ||
+    saener lexicon build --from "${GAZETTEERS:?set GAZETTEERS to the folder lexicons/gazetteers.py wrote}" \
+      --types "$map" --out "$lexicon" --manifest "${map%.toml}.manifest.json"
+  for recall in names words; do
+    # First and last names come from separate lists: a match of each, side by side, is one name.
+    lexicon_nb "$name" gazetteer "$lexicon" "$labels" "$split" "$recall" --join-adjacent
+  done
+  local hand=lexicons/biomedical.toml
+  [ "$name" = conll2003 ] && hand=lexicons/conll2003.toml
+  lexicon_nb "$name" lexicon "$hand" "$labels" "$split" names
+}
+
+gazetteers() { # [benchmark]
+  case "${1:-all}" in
+  conll2003) gazetteer conll2003 lexicons/conll2003.gazetteer.toml "" test ;;
+  ncbi_disease) gazetteer ncbi_disease lexicons/biomedical.gazetteer.toml Disease test ;;
+  bc5cdr) gazetteer bc5cdr lexicons/biomedical.gazetteer.toml "" dev ;;
+  all) for b in ncbi_disease bc5cdr conll2003; do gazetteers $b; done ;;
+  esac
+}
+
 case "${1:-all}" in
 conll2003) run conll2003 lexicons/conll2003.toml "" test ;;
 ncbi_disease) run ncbi_disease lexicons/biomedical.toml Disease test ;;
@@ -84,12 +138,13 @@ all)
   if [ -n "$NB" ]; then saener compare "$OUT"/*-nb-*eval.json; else
     saener compare $(ls "$OUT"/*-eval.json | grep -v -- -nb-); fi
   ;;
+gazetteer) gazetteers "${2:-all}" ;;
 dev-threshold)
   dev_threshold conll2003
   dev_threshold ncbi_disease
   ;;
 *)
-  echo "usage: bash bench/label_free.sh [conll2003|ncbi_disease|bc5cdr|all|dev-threshold]" >&2
+  echo "usage: bash bench/label_free.sh [conll2003|ncbi_disease|bc5cdr|all|dev-threshold|gazetteer [BENCHMARK]]" >&2
   exit 2
   ;;
 esac

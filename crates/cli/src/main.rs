@@ -39,6 +39,9 @@ enum Command {
     /// Time tokenization + forward to a layer, and annotate end to end, on real sentences
     /// (the BENCHMARKS.md figures).
     Bench(commands::bench::Args),
+    /// Type lexicons for label-free calibration, from the name lists of registry packages.
+    #[command(subcommand)]
+    Lexicon(commands::lexicon::Command),
     /// Calibrate a profile: which SAE features vote for which entity type, by direct
     /// precision estimation on labelled data (parameters optionally chosen on a dev set).
     Calibrate(Box<commands::calibrate::Args>),
@@ -95,6 +98,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::bench::run(args),
         Command::Sae(command) => commands::sae::run(command),
         Command::Calibrate(args) => commands::calibrate::run(*args),
+        Command::Lexicon(command) => commands::lexicon::run(command),
         Command::Annotate(args) => commands::annotate::run(args),
         Command::Merge(args) => commands::merge::run(args),
         Command::Eval(args) => commands::eval::run(args),

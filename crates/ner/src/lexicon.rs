@@ -38,10 +38,15 @@ pub struct Lexicon {
 pub struct MatchOptions {
     /// Compare lower-cased names and text.
     pub ignore_case: bool,
+    /// Merge matches of one type that follow each other with nothing between them but
+    /// spaces ("John" "Smith" from lists of first and last names): one entity, whose fold
+    /// is that of the joined string.
+    pub join_adjacent: bool,
 }
 
 impl Lexicon {
-    /// Reads a lexicon from a TOML file; see [`Lexicon::parse`].
+    /// Reads a lexicon from a TOML file (see [`Lexicon::parse`]), or from JSONL (a `.jsonl`
+    /// file: `{"type", "name"}` lines, as [`crate::gazetteer`] writes them).
     pub fn load(path: impl AsRef<Path>) -> Result<Lexicon> {
         let file = path.as_ref().display().to_string();
         let bytes = std::fs::read(path.as_ref()).map_err(|source| Error::Io {
@@ -56,6 +61,19 @@ impl Lexicon {
                 offset,
             }
         })?;
+        if path.as_ref().extension().is_some_and(|e| e == "jsonl") {
+            let types = crate::gazetteer::parse_jsonl_lexicon(&text, &file)?;
+            if types.is_empty() {
+                return Err(Error::Field {
+                    file,
+                    line: 1,
+                    field: "lexicon".into(),
+                    expected: "at least one {\"type\": ..., \"name\": ...} line".into(),
+                    found: "none".into(),
+                });
+            }
+            return Ok(Lexicon { types });
+        }
         Lexicon::parse(&text, &file)
     }
 
@@ -244,7 +262,23 @@ impl Matcher {
             }
             match best {
                 Some(m) => {
-                    found.push(m);
+                    let last = found.last_mut().filter(|last: &&mut Match| {
+                        self.options.join_adjacent
+                            && last.end == m.start
+                            && last.label == m.label
+                            && text[bytes[words[last.end - 1].end]..bytes[words[m.start].start]]
+                                .chars()
+                                .all(|c| c == ' ')
+                    });
+                    match last {
+                        Some(last) => {
+                            last.end = m.end;
+                            let joined =
+                                &text[bytes[words[last.start].start]..bytes[words[m.end - 1].end]];
+                            last.fold = fold_of(&self.options.key(joined));
+                        }
+                        None => found.push(m),
+                    }
                     i = m.end;
                 }
                 None => i += 1,
@@ -432,7 +466,10 @@ mod tests {
                 ("location".into(), "York".into()),
             ]
         );
-        let any_case = lex.matcher(MatchOptions { ignore_case: true });
+        let any_case = lex.matcher(MatchOptions {
+            ignore_case: true,
+            ..Default::default()
+        });
         assert!(found(&any_case, &corpus).contains(&("location".into(), "paris".into())));
     }
 
@@ -447,6 +484,34 @@ mod tests {
             [
                 ("LOC".into(), "Paris".into()),
                 ("LOC".into(), "Kenya".into())
+            ]
+        );
+    }
+
+    #[test]
+    fn adjacent_matches_of_a_type_join_when_asked() {
+        let lex = lexicon("PER = [\"John\", \"Smith\", \"Ann\"]\nLOC = [\"Oslo\"]\n");
+        let corpus = text("John Smith met Ann, Smith and Oslo John\n");
+        let join = lex.matcher(MatchOptions {
+            join_adjacent: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            found(&join, &corpus),
+            [
+                ("PER".into(), "John Smith".into()),
+                ("PER".into(), "Ann".into()),
+                ("PER".into(), "Smith".into()),
+                ("LOC".into(), "Oslo".into()),
+                ("PER".into(), "John".into()),
+            ]
+        );
+        let apart = found(&lex.matcher(MatchOptions::default()), &corpus);
+        assert_eq!(
+            apart[..2],
+            [
+                ("PER".into(), "John".into()),
+                ("PER".into(), "Smith".into())
             ]
         );
     }

@@ -44,6 +44,7 @@ pub mod corpus;
 pub mod decode;
 pub mod eval;
 pub mod fuzzing;
+pub mod gazetteer;
 pub mod label_free;
 pub mod lexicon;
 pub mod perturb;
@@ -79,7 +80,7 @@ pub use eval::{
 };
 pub use label_free::{
     calibrate_from_lexicon, LabelFreeCounts, LabelFreeNb, LabelFreeParams, LabelFreeReport,
-    PuNbTrial, PuTrial,
+    PuNbTrial, PuRecall, PuTrial,
 };
 pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
 pub use perturb::{perturb, PerturbKind};

@@ -9,8 +9,8 @@
 use std::path::PathBuf;
 
 use saener_lm::gemma3::{Gemma3, LoadOptions};
-use saener_lm::Precision;
 use saener_lm::residuals::{ExtractOptions, Extractor};
+use saener_lm::Precision;
 use saener_lm::Tokenizer;
 use saener_sae::Sae;
 

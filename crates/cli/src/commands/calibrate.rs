@@ -2,7 +2,8 @@ use anyhow::{Context as _, Result};
 use saener_ner::{
     nb_sweep, sweep, CalibrationParams, Combine, ConllOptions, Corpus, CountedTokens, DecodeParams,
     EncodedCorpus, FeatureCounts, Grid, LabelFreeCounts, LabelFreeNb, LabelFreeParams, Lexicon,
-    MatchOptions, Matcher, NbCounts, NbGrid, NbParams, Profile, Smoothing, TextMode, WordPooling,
+    MatchOptions, Matcher, NbCounts, NbGrid, NbParams, Profile, PuRecall, Smoothing, TextMode,
+    WordPooling,
 };
 use std::path::{Path, PathBuf};
 
@@ -29,7 +30,8 @@ pub struct Args {
     /// Labelled calibration data: CoNLL columns, or JSONL with character spans (.jsonl).
     #[arg(long, required_unless_present_any = ["lexicon", "examples"], conflicts_with_all = ["lexicon", "examples"])]
     data: Option<PathBuf>,
-    /// Label-free: a TOML lexicon, `type = ["name", ...]` per entity type, matched in --text.
+    /// Label-free: a lexicon matched in --text: TOML, `type = ["name", ...]` per entity type,
+    /// or JSONL `{"type", "name"}` lines (`saener lexicon build` writes them).
     #[arg(long, conflicts_with = "examples", requires = "text")]
     lexicon: Option<PathBuf>,
     /// Few-shot: a few annotated examples (JSONL with spans, or CoNLL); their entity strings
@@ -46,6 +48,15 @@ pub struct Args {
     /// Label-free: match names ignoring case.
     #[arg(long)]
     ignore_case: bool,
+    /// Label-free: how the parameter criterion measures the recall of held-out names:
+    /// `words` (every occurrence counts) or `names` (each distinct name once, so the
+    /// frequent, easy names do not dominate).
+    #[arg(long, default_value = "words", value_parser = serde_name::<PuRecall>)]
+    pu_recall: PuRecall,
+    /// Label-free: merge matches of one type separated only by spaces into one entity (a
+    /// first name then a last name from a gazetteer's separate lists).
+    #[arg(long)]
+    join_adjacent: bool,
     /// Labelled development data to choose the parameters on.
     #[arg(long, conflicts_with_all = ["lexicon", "examples"])]
     dev: Option<PathBuf>,
@@ -591,6 +602,7 @@ fn load_label_free(args: &Args) -> Result<LabelFreeInput> {
     };
     let matcher = lexicon.matcher(MatchOptions {
         ignore_case: args.ignore_case,
+        join_adjacent: args.join_adjacent,
     });
     let ambiguous = matcher.ambiguous();
     if !ambiguous.is_empty() {
@@ -665,8 +677,15 @@ fn run_label_free(args: &Args, grid: &Grid) -> Result<()> {
         let (trials, best) = choose_label_free(
             args,
             "parameter sets",
-            |progress| counts.choose(&origin, grid, progress),
-            |t| (t.score, t.held_out_recall, t.predicted_rate),
+            |progress| counts.choose(&origin, grid, args.pu_recall, progress),
+            |t| {
+                (
+                    t.score,
+                    t.held_out_recall,
+                    t.held_out_name_recall,
+                    t.predicted_rate,
+                )
+            },
         )?;
         let t = &trials[best];
         params.calibration = t.calibration;
@@ -728,8 +747,15 @@ fn run_label_free_naive_bayes(args: &Args) -> Result<()> {
     let (trials, best) = choose_label_free(
         args,
         "folds × texts",
-        |progress| counts.choose(&grid, progress),
-        |t| (t.score, t.held_out_recall, t.predicted_rate),
+        |progress| counts.choose(&grid, args.pu_recall, progress),
+        |t| {
+            (
+                t.score,
+                t.held_out_recall,
+                t.held_out_name_recall,
+                t.predicted_rate,
+            )
+        },
     )?;
     let t = &trials[best];
     let model = counts.model(t.tau, &t.weights, &t.params)?;
@@ -760,13 +786,13 @@ fn run_label_free_naive_bayes(args: &Args) -> Result<()> {
 }
 
 /// Runs a label-free parameter choice behind a progress bar counting `unit`, writes its
-/// trials to `--sweep-out` and reports the best, whose (score, held-out recall, predicted
-/// rate) `pu` reads; returns the trials and the best's index.
+/// trials to `--sweep-out` and reports the best, whose (score, held-out word recall,
+/// held-out name recall, predicted rate) `pu` reads; returns the trials and the best's index.
 fn choose_label_free<T: serde::Serialize>(
     args: &Args,
     unit: &str,
     choose: impl FnOnce(&mut dyn FnMut(usize, usize)) -> saener_ner::Result<(Vec<T>, usize)>,
-    pu: impl Fn(&T) -> (f64, f64, f64),
+    pu: impl Fn(&T) -> (f64, f64, f64, f64),
 ) -> Result<(Vec<T>, usize)> {
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template(&format!(
@@ -780,10 +806,11 @@ fn choose_label_free<T: serde::Serialize>(
     })?;
     bar.finish_and_clear();
     write_trials(args.sweep_out.as_deref(), &trials)?;
-    let (score, recall, rate) = pu(&trials[best]);
+    let (score, word_recall, name_recall, rate) = pu(&trials[best]);
     eprintln!(
-        "saener: best of {} parameter sets by the label-free criterion (held-out names): score {score:.3}, held-out recall {recall:.3}, predicted rate {rate:.4}",
-        trials.len()
+        "saener: best of {} parameter sets by the label-free criterion (held-out names, --pu-recall {}): score {score:.3}, held-out recall {word_recall:.3} of words, {name_recall:.3} per name, predicted rate {rate:.4}",
+        trials.len(),
+        serde_json::to_value(args.pu_recall)?.as_str().unwrap_or_default()
     );
     Ok((trials, best))
 }

@@ -10,6 +10,7 @@ pub mod efficiency;
 pub mod eval;
 pub mod fetch;
 pub mod io;
+pub mod lexicon;
 pub mod merge;
 pub mod perturb;
 pub mod probe;
