@@ -125,6 +125,14 @@ fn read_npy_f32(path: &std::path::Path) -> (Vec<usize>, Vec<f32>) {
     (shape, data)
 }
 
+/// The rows of golden layer `i` (of [`GOLDEN_LAYERS`]) in a `[layers, n, d]` golden array.
+fn golden_rows(golden: &[f32], i: usize, n: usize, d: usize) -> Vec<Vec<f32>> {
+    golden[i * n * d..][..n * d]
+        .chunks_exact(d)
+        .map(<[f32]>::to_vec)
+        .collect()
+}
+
 fn rows(t: &candle_core::Tensor) -> Vec<Vec<f32>> {
     t.to_vec2::<f32>().unwrap()
 }
@@ -163,10 +171,7 @@ fn resid_post_matches_golden_at_every_layer() {
         let ours = model.resid_post_layers(&case.ids, &GOLDEN_LAYERS).unwrap();
         for (i, (&layer, ours)) in GOLDEN_LAYERS.iter().zip(&ours).enumerate() {
             assert_eq!(ours.dims(), [case.ids.len(), d]);
-            let reference: Vec<Vec<f32>> = golden[i * case.ids.len() * d..][..case.ids.len() * d]
-                .chunks_exact(d)
-                .map(<[f32]>::to_vec)
-                .collect();
+            let reference = golden_rows(&golden, i, case.ids.len(), d);
             let err = max_rel_l2(&rows(ours), &reference);
             println!(
                 "{:>8} layer {layer:>2}: max per-token relative L2 error {err:.2e}",
@@ -299,10 +304,7 @@ fn long_document_with_default_window_matches_golden() {
         let ours = model
             .resid_post_windowed(&case.ids, layer, WindowOptions::default())
             .unwrap();
-        let reference: Vec<Vec<f32>> = golden[i * n * d..][..n * d]
-            .chunks_exact(d)
-            .map(<[f32]>::to_vec)
-            .collect();
+        let reference = golden_rows(&golden, i, n, d);
         let err = max_rel_l2(&rows(&ours), &reference);
         println!("long, default window, layer {layer:>2}: max relative L2 error {err:.2e}");
         assert!(err < 1e-3, "layer {layer}: relative error {err:.2e}");
@@ -335,10 +337,7 @@ fn window_seams_make_no_spurious_massive_activation() {
     let n = case.ids.len();
     let (i, layer) = (3, 12);
     assert_eq!(GOLDEN_LAYERS[i], layer);
-    let reference: Vec<Vec<f32>> = golden[i * n * d..][..n * d]
-        .chunks_exact(d)
-        .map(<[f32]>::to_vec)
-        .collect();
+    let reference = golden_rows(&golden, i, n, d);
     // Two seams in 1,328 tokens, with a quarter of the default overlap.
     let options = WindowOptions {
         window: 1024,
