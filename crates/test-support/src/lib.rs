@@ -35,8 +35,8 @@ pub fn shared_dir() -> PathBuf {
     std::env::var_os("SAENER_SHARED").map_or_else(|| repo_root().join("../shared"), PathBuf::from)
 }
 
-/// `<shared>/<relative>` if it exists. Otherwise prints which test skipped what and returns
-/// `None`, or panics when `SAENER_REQUIRE_SHARED` is set to anything but `0` or empty.
+/// `<shared>/<relative>` if it exists. Otherwise prints which test skips what needs it (the
+/// whole test, or only its shared cases) and returns `None`, or panics when `SAENER_REQUIRE_SHARED` is set to anything but `0` or empty.
 pub fn shared(relative: &str) -> Option<PathBuf> {
     let path = shared_dir().join(relative);
     if path.exists() {
@@ -55,7 +55,7 @@ pub fn shared(relative: &str) -> Option<PathBuf> {
     // Written to the stream itself, not through `eprintln!`, which the test harness
     // captures and hides for passing tests: a skip must be seen.
     let note = format!(
-        "skipped {test}: it needs {} (the shared reference folder; set SAENER_SHARED to it)\n",
+        "{test}: skipping what needs {} (the shared reference folder; set SAENER_SHARED to it)\n",
         path.display()
     );
     let _ = std::io::stderr().write_all(note.as_bytes());
