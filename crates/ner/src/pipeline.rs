@@ -42,6 +42,10 @@ pub enum PipelineError {
     NotSaeLayer { sae: Option<usize>, layer: usize },
     #[error("no profile to annotate with")]
     NoProfile,
+    #[error(
+        "two profiles are named {0:?}; a request could reach only the first (rename one file)"
+    )]
+    DuplicateProfile(String),
     #[error("no profile named {name:?} in this pipeline (it has: {})", have.join(", "))]
     UnknownProfile { name: String, have: Vec<String> },
     #[error(transparent)]
@@ -353,10 +357,14 @@ impl Pipeline {
         Pipeline::new(Stack::load(config.clone())?, profiles)
     }
 
-    /// A pipeline over an already loaded stack.
+    /// A pipeline over an already loaded stack: errors unless there is a profile, no two
+    /// share a name, and each fits the stack.
     pub fn new(stack: Stack, profiles: Vec<NamedProfile>) -> Result<Pipeline> {
         if profiles.is_empty() {
             return Err(PipelineError::NoProfile);
+        }
+        if let Some(name) = first_duplicate(profiles.iter().map(|p| p.name.as_str())) {
+            return Err(PipelineError::DuplicateProfile(name.to_string()));
         }
         for named in &profiles {
             stack.check_compatible(&named.profile)?;
@@ -401,9 +409,26 @@ impl Pipeline {
     }
 }
 
+/// The first name that comes again.
+fn first_duplicate<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    let mut seen = std::collections::HashSet::new();
+    names.into_iter().find(|name| !seen.insert(*name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_profile_name_given_twice_is_found() {
+        assert_eq!(first_duplicate(["a", "b", "c"]), None);
+        assert_eq!(
+            first_duplicate(["conll2003", "x", "conll2003"]),
+            Some("conll2003")
+        );
+        let message = PipelineError::DuplicateProfile("x".into()).to_string();
+        assert!(message.contains("\"x\""), "{message}");
+    }
 
     #[test]
     fn shipped_profiles_are_found_by_name_and_a_missing_one_names_them() {

@@ -13,14 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use http_body_util::BodyExt as _;
-use saener_ner::{Document, EntityRecord, FeatureContext, Row};
+use saener_ner::{Document, EntityRecord, FeatureContext, NamedProfile, Pipeline, Row};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
 
 use crate::access::{Access, Denied};
 use crate::engine::{Engine, Refused};
 use crate::metrics::{Metrics, RequestLabels, RouteLabels};
-use crate::{web, Limits, Models};
+use crate::{web, Limits};
 
 /// Seconds a client refused for a full queue is asked to wait.
 const RETRY_AFTER_SECONDS: u64 = 1;
@@ -28,7 +28,7 @@ const RETRY_AFTER_SECONDS: u64 = 1;
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub engine: Engine,
-    pub models: Arc<Models>,
+    pub pipeline: Arc<Pipeline>,
     pub limits: Limits,
     pub metrics: Arc<Metrics>,
     pub access: Arc<Access>,
@@ -417,10 +417,8 @@ async fn annotate(
     ApiJson(request): ApiJson<AnnotateRequest>,
 ) -> Result<Json<AnnotateResponse>, ApiError> {
     let limits = state.limits;
-    let (index, name, _) = state
-        .models
-        .profile(request.profile.as_deref())
-        .ok_or_else(|| unknown_profile(&state.models, request.profile.as_deref()))?;
+    let index = profile_index(&state.pipeline, request.profile.as_deref())?;
+    let name = state.pipeline.profiles()[index].name.clone();
     if request.documents.len() > limits.max_documents {
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -448,7 +446,6 @@ async fn annotate(
         }
         documents.push(Document::from_text(id, input.text));
     }
-    let name = name.to_string();
     if documents.is_empty() {
         return Ok(Json(AnnotateResponse {
             profile: name,
@@ -508,17 +505,21 @@ async fn annotate(
     }))
 }
 
-fn unknown_profile(models: &Models, name: Option<&str>) -> ApiError {
-    let names: Vec<&str> = models.profiles.iter().map(|(n, _)| n.as_str()).collect();
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "unknown_profile",
-        format!(
-            "no profile {:?}; this server has {}",
-            name.unwrap_or_default(),
-            names.join(", ")
-        ),
-    )
+/// The profile a request names, or the first (the default) when it names none.
+fn profile_index(pipeline: &Pipeline, name: Option<&str>) -> Result<usize, ApiError> {
+    let Some(name) = name else { return Ok(0) };
+    pipeline.position(name).map_err(|_| {
+        let names: Vec<&str> = pipeline
+            .profiles()
+            .iter()
+            .map(|p| p.name.as_str())
+            .collect();
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "unknown_profile",
+            format!("no profile {name:?}; this server has {}", names.join(", ")),
+        )
+    })
 }
 
 // ---- GET /v1/profiles ----
@@ -559,21 +560,25 @@ pub struct ProfileInfo {
 )]
 async fn profiles(State(state): State<AppState>) -> Json<ProfilesResponse> {
     let profiles = state
-        .models
-        .profiles
+        .pipeline
+        .profiles()
         .iter()
-        .map(|(name, p)| ProfileInfo {
-            name: name.clone(),
-            labels: p.labels.clone(),
-            model: p.origin.model.clone(),
-            layer: p.origin.layer,
-            sae: p.origin.sae_id.clone(),
-            features: p.features().len(),
-            contexts: !p.contexts.is_empty(),
-        })
+        .map(
+            |NamedProfile {
+                 name, profile: p, ..
+             }| ProfileInfo {
+                name: name.clone(),
+                labels: p.labels.clone(),
+                model: p.origin.model.clone(),
+                layer: p.origin.layer,
+                sae: p.origin.sae_id.clone(),
+                features: p.features().len(),
+                contexts: !p.contexts.is_empty(),
+            },
+        )
         .collect();
     Json(ProfilesResponse {
-        default: state.models.profiles[0].0.clone(),
+        default: state.pipeline.profiles()[0].name.clone(),
         profiles,
     })
 }
@@ -642,10 +647,9 @@ async fn feature(
                 ),
             )
         })?;
-    let (_, name, profile) = state
-        .models
-        .profile(query.profile.as_deref())
-        .ok_or_else(|| unknown_profile(&state.models, query.profile.as_deref()))?;
+    let named =
+        &state.pipeline.profiles()[profile_index(&state.pipeline, query.profile.as_deref())?];
+    let (name, profile) = (&named.name, &named.profile);
     let of = |rows: &[Row]| -> Vec<Row> {
         let mut kept: Vec<Row> = rows
             .iter()

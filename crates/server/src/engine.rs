@@ -14,12 +14,11 @@ use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryS
 use std::sync::Arc;
 use std::time::Instant;
 
-use saener_lm::residuals::{ExtractOptions, Extractor};
-use saener_ner::{Annotation, Annotator, Document};
+use saener_ner::{Annotation, Annotator, Document, Pipeline};
 use tokio::sync::oneshot;
 
 use crate::metrics::Metrics;
-use crate::{Limits, Models};
+use crate::{Limits, ServerError};
 
 /// A request's documents for one profile, and where its result goes.
 struct Job {
@@ -48,28 +47,18 @@ pub(crate) type Reply = oneshot::Receiver<Result<Vec<Annotation>, String>>;
 impl Engine {
     /// Starts the worker, which prepares one annotator per profile before this returns.
     pub(crate) fn start(
-        models: Arc<Models>,
+        pipeline: Arc<Pipeline>,
         limits: Limits,
         metrics: Arc<Metrics>,
-    ) -> anyhow::Result<(Engine, std::thread::JoinHandle<()>)> {
+    ) -> Result<(Engine, std::thread::JoinHandle<()>), ServerError> {
         let (queue, jobs) = sync_channel(limits.queue_capacity.max(1));
         let (ready, started) = std::sync::mpsc::channel();
         let worker_metrics = metrics.clone();
         let worker = std::thread::Builder::new()
             .name("saener-model".into())
             .spawn(move || {
-                let extractor = Extractor {
-                    tokenizer: &models.tokenizer,
-                    model: &models.model,
-                    options: ExtractOptions {
-                        batch_size: models.batch_size,
-                        ..ExtractOptions::new(models.layer)
-                    },
-                };
-                let annotators: Result<Vec<Annotator<'_>>, _> = models
-                    .profiles
-                    .iter()
-                    .map(|(_, p)| Annotator::new(extractor, &models.sae, p, p.decoding))
+                let annotators: Result<Vec<Annotator<'_>>, _> = (0..pipeline.profiles().len())
+                    .map(|i| pipeline.annotator(i))
                     .collect();
                 match annotators {
                     Ok(annotators) => {
@@ -80,10 +69,12 @@ impl Engine {
                         let _ = ready.send(Err(e));
                     }
                 }
-            })?;
+            })
+            .map_err(ServerError::Spawn)?;
         started
             .recv()
-            .map_err(|_| anyhow::anyhow!("the model worker stopped while starting"))??;
+            .map_err(|_| ServerError::WorkerStopped)?
+            .map_err(ServerError::Prepare)?;
         Ok((Engine { queue, metrics }, worker))
     }
 

@@ -1,9 +1,10 @@
 //! saener over HTTP: `POST /v1/annotate` and friends, a web page that shows each span's
 //! evidence, Prometheus metrics and an OpenAPI document.
 //!
-//! One worker thread owns the model ([`Models`]) and takes requests from a bounded queue,
-//! batching the documents of requests that arrive within a few milliseconds of each other
-//! into one forward pass (concurrent clients share the batch throughput of the CLI). A full
+//! One worker thread annotates with a [`saener_ner::Pipeline`] (loaded and checked by the
+//! library, as the CLI's and the Python package's are) and takes requests from a bounded
+//! queue, batching the documents of requests that arrive within a few milliseconds of each
+//! other into one forward pass (concurrent clients share the batch throughput of the CLI). A full
 //! queue answers 503 with `Retry-After` instead of growing; every error is JSON
 //! (`{"error":{"code","message"}}`). [`Server::serve`] stops on a signal after finishing
 //! the requests in flight, within the request timeout.
@@ -24,80 +25,22 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use saener_lm::gemma3::Gemma3;
-use saener_lm::Tokenizer;
-use saener_ner::Profile;
-use saener_sae::Sae;
+use saener_ner::Pipeline;
 
 pub use access::Access;
 pub use api::ApiDoc;
 
-/// Why a server could not start with the given models.
+/// Why a server could not start or stopped badly.
 #[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    #[error("no profile to serve")]
-    NoProfile,
-    #[error(
-        "two profiles are named {0:?}; a request could reach only the first (rename one file)"
-    )]
-    DuplicateProfile(String),
-    #[error("profile {name}: {source}")]
-    Incompatible {
-        name: String,
-        #[source]
-        source: Box<saener_ner::Error>,
-    },
-}
-
-/// The model, the SAE and the profiles the server annotates with.
-pub struct Models {
-    pub tokenizer: Tokenizer,
-    pub model: Gemma3,
-    pub sae: Sae,
-    /// The SAE's layer; the model must run at least to it.
-    pub layer: usize,
-    /// SHA-256 of the model file (what profiles record as their model).
-    pub model_id: String,
-    /// Sequences per forward pass.
-    pub batch_size: usize,
-    /// By name; the first is the default of requests that name none.
-    pub profiles: Vec<(String, Profile)>,
-}
-
-impl Models {
-    /// Errors unless there is a profile, no two share a name, and every profile fits this
-    /// model, layer and SAE.
-    pub fn check(&self) -> Result<(), ConfigError> {
-        if self.profiles.is_empty() {
-            return Err(ConfigError::NoProfile);
-        }
-        if let Some(name) = first_duplicate(self.profiles.iter().map(|(n, _)| n.as_str())) {
-            return Err(ConfigError::DuplicateProfile(name.to_string()));
-        }
-        for (name, profile) in &self.profiles {
-            profile
-                .check_compatible(&self.model_id, self.layer, self.sae.id())
-                .map_err(|source| ConfigError::Incompatible {
-                    name: name.clone(),
-                    source: Box::new(source),
-                })?;
-        }
-        Ok(())
-    }
-
-    fn profile(&self, name: Option<&str>) -> Option<(usize, &str, &Profile)> {
-        match name {
-            None => Some(0),
-            Some(name) => self.profiles.iter().position(|(n, _)| n == name),
-        }
-        .map(|i| (i, self.profiles[i].0.as_str(), &self.profiles[i].1))
-    }
-}
-
-/// The first name that comes again.
-fn first_duplicate<'a>(names: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
-    let mut seen = std::collections::HashSet::new();
-    names.into_iter().find(|name| !seen.insert(*name))
+pub enum ServerError {
+    #[error("preparing the profiles to serve: {0}")]
+    Prepare(#[source] saener_ner::PipelineError),
+    #[error("starting the model worker thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    #[error("the model worker stopped while starting")]
+    WorkerStopped,
+    #[error("the model worker panicked")]
+    WorkerPanicked,
 }
 
 /// Request limits and batching; [`Limits::default`] holds the documented defaults.
@@ -158,24 +101,24 @@ pub struct Server {
 }
 
 impl Server {
-    /// Starts the model worker (preparing every profile) and builds the routes, open to
-    /// every client (see [`Server::with_access`]). Servers may share one [`Models`].
-    pub fn new(models: Arc<Models>, limits: Limits) -> anyhow::Result<Server> {
-        Server::with_access(models, limits, Access::default())
+    /// Starts the model worker (preparing every profile of `pipeline`, which checked them
+    /// against its model and SAE when it loaded) and builds the routes, open to every
+    /// client (see [`Server::with_access`]). Servers may share one pipeline.
+    pub fn new(pipeline: Arc<Pipeline>, limits: Limits) -> Result<Server, ServerError> {
+        Server::with_access(pipeline, limits, Access::default())
     }
 
     /// [`Server::new`] with a bearer token and/or a list of accepted `Host` names.
     pub fn with_access(
-        models: Arc<Models>,
+        pipeline: Arc<Pipeline>,
         limits: Limits,
         access: Access,
-    ) -> anyhow::Result<Server> {
-        models.check()?;
+    ) -> Result<Server, ServerError> {
         let metrics = Arc::new(metrics::Metrics::new());
-        let (engine, worker) = engine::Engine::start(models.clone(), limits, metrics.clone())?;
+        let (engine, worker) = engine::Engine::start(pipeline.clone(), limits, metrics.clone())?;
         let router = api::router(api::AppState {
             engine,
-            models,
+            pipeline,
             limits,
             metrics,
             access: Arc::new(access),
@@ -201,7 +144,7 @@ impl Server {
         self,
         listener: tokio::net::TcpListener,
         shutdown: impl Future<Output = ()> + Send + 'static,
-    ) -> anyhow::Result<()> {
+    ) -> Result<(), ServerError> {
         let Server {
             router,
             worker,
@@ -210,9 +153,10 @@ impl Server {
         serve::connections(listener, router, limits, shutdown).await;
         // Every route (and with it the queue's sender) is dropped now, so the worker ends
         // once it has dropped the work nobody waits for.
-        tokio::task::spawn_blocking(move || worker.join())
-            .await?
-            .map_err(|_| anyhow::anyhow!("the model worker panicked"))
+        match tokio::task::spawn_blocking(move || worker.join()).await {
+            Ok(Ok(())) => Ok(()),
+            _ => Err(ServerError::WorkerPanicked),
+        }
     }
 }
 
@@ -235,21 +179,5 @@ pub async fn shutdown_signal() {
     tokio::select! {
         () = interrupt => {},
         () = terminate => {},
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_profile_name_served_twice_is_found() {
-        assert_eq!(first_duplicate(["a", "b", "c"]), None);
-        assert_eq!(
-            first_duplicate(["conll2003", "x", "conll2003"]),
-            Some("conll2003")
-        );
-        let message = ConfigError::DuplicateProfile("x".into()).to_string();
-        assert!(message.contains("\"x\""), "{message}");
     }
 }

@@ -4,51 +4,27 @@
 //! bounded by short limits and a timeout on the test itself.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, Request, StatusCode};
 use http_body_util::BodyExt;
-use saener_lm::gemma3::{Gemma3, LoadOptions};
-use saener_lm::Tokenizer;
-use saener_ner::Profile;
-use saener_server::{Access, Limits, Models, Server};
+use saener_ner::{NamedProfile, Pipeline, StackConfig};
+use saener_server::{Access, Limits, Server, ServerError};
 use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 /// The model, SAE and two shipped profiles, loaded once for all tests.
-fn models() -> Arc<Models> {
-    static MODELS: OnceLock<Arc<Models>> = OnceLock::new();
-    MODELS
+fn pipeline() -> Arc<Pipeline> {
+    static PIPELINE: OnceLock<Arc<Pipeline>> = OnceLock::new();
+    PIPELINE
         .get_or_init(|| {
-            let model_file = saener_lm::ensure_default_model().unwrap();
-            let sae_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-                .join("../../models/gemma3-270m-l9-topk64-16k");
-            let sae = saener_sae::load_any(&sae_dir).unwrap();
-            let layer = sae.config().hook_layer.unwrap();
-            let profiles = ["conll2003", "ncbi_disease"].map(|name| {
-                let path = sae_dir.join("profiles").join(format!("{name}.json"));
-                (name.to_string(), Profile::load(path).unwrap())
-            });
-            Arc::new(Models {
-                tokenizer: Tokenizer::from_gguf(&model_file).unwrap(),
-                model: Gemma3::load(
-                    &model_file,
-                    LoadOptions {
-                        max_layer: Some(layer),
-                        ..LoadOptions::default()
-                    },
-                )
-                .unwrap(),
-                sae,
-                layer,
-                model_id: saener_lm::fetch::sha256_file(&model_file).unwrap(),
-                batch_size: 16,
-                profiles: profiles.into(),
-            })
+            let config = StackConfig::default();
+            let profiles = ["conll2003", "ncbi_disease"]
+                .map(|name| NamedProfile::new(name, config.load_profile(name).unwrap()));
+            Arc::new(Pipeline::load(&config, profiles.into()).unwrap())
         })
         .clone()
 }
@@ -151,7 +127,7 @@ fn small_limits() -> Limits {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn openapi_document_matches_real_responses() {
-    let server = Server::new(models(), small_limits()).unwrap();
+    let server = Server::new(pipeline(), small_limits()).unwrap();
     let router = server.router();
     let doc = openapi(&router).await;
 
@@ -294,7 +270,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
         max_batch_documents: 1,
         ..Limits::default()
     };
-    let server = Server::new(models(), limits).unwrap();
+    let server = Server::new(pipeline(), limits).unwrap();
     let router = server.router();
     let doc = openapi(&router).await;
     let text =
@@ -325,7 +301,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
         timeout: Duration::from_millis(1),
         ..Limits::default()
     };
-    let router = Server::new(models(), limits).unwrap().router();
+    let router = Server::new(pipeline(), limits).unwrap().router();
     let answer = call(&router, "POST", "/v1/annotate", Some(&request)).await;
     assert_eq!(answer.status, StatusCode::GATEWAY_TIMEOUT);
     assert_eq!(
@@ -336,7 +312,7 @@ async fn a_full_queue_answers_503_with_retry_after() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_finishes_the_requests_in_flight() {
-    let (address, stop, serving) = serve(Server::new(models(), Limits::default()).unwrap()).await;
+    let (address, stop, serving) = serve(Server::new(pipeline(), Limits::default()).unwrap()).await;
 
     // Enough text to keep the model busy for a while (hundreds of tokens).
     let text = "Officials in Brussels and Washington met on Monday to discuss trade. ".repeat(30);
@@ -369,7 +345,7 @@ async fn serve(
 ) -> (
     SocketAddr,
     tokio::sync::oneshot::Sender<()>,
-    tokio::task::JoinHandle<anyhow::Result<()>>,
+    tokio::task::JoinHandle<Result<(), ServerError>>,
 ) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let address = listener.local_addr().unwrap();
@@ -396,7 +372,7 @@ async fn metrics_text(router: &axum::Router) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_label_only_known_methods() {
-    let router = Server::new(models(), small_limits()).unwrap().router();
+    let router = Server::new(pipeline(), small_limits()).unwrap().router();
     for i in 0..50 {
         let answer = call(&router, &format!("M{i:06}XXX"), "/healthz", None).await;
         assert!(answer.status.is_client_error(), "{}", answer.status);
@@ -417,7 +393,7 @@ async fn stalled_clients_are_cut_off_while_others_are_served() {
         read_timeout: Duration::from_millis(500),
         ..small_limits()
     };
-    let (address, stop, serving) = serve(Server::new(models(), limits).unwrap()).await;
+    let (address, stop, serving) = serve(Server::new(pipeline(), limits).unwrap()).await;
     // Headers that never end, and a body that never comes.
     let mut head = tokio::net::TcpStream::connect(address).await.unwrap();
     head.write_all(b"GET /healthz HTTP/1.1\r\nhost: localhost\r\nx-slow: ")
@@ -469,7 +445,7 @@ async fn shutdown_does_not_wait_for_a_stalled_client() {
         read_timeout: Duration::from_secs(3600),
         ..small_limits()
     };
-    let (address, stop, serving) = serve(Server::new(models(), limits).unwrap()).await;
+    let (address, stop, serving) = serve(Server::new(pipeline(), limits).unwrap()).await;
     let mut stalled = tokio::net::TcpStream::connect(address).await.unwrap();
     stalled
         .write_all(b"POST /v1/annotate HTTP/1.1\r\nhost: localhost\r\ncontent-length: 10\r\n\r\n{")
@@ -493,7 +469,7 @@ async fn work_for_a_request_that_timed_out_is_dropped() {
         max_chars: 1_000_000,
         ..Limits::default()
     };
-    let router = Server::new(models(), limits).unwrap().router();
+    let router = Server::new(pipeline(), limits).unwrap().router();
     let doc = openapi(&router).await;
     let long = "Officials in Brussels and Washington met on Monday to discuss trade. ".repeat(3000);
     let request = json!({"documents": [{"text": long}]}).to_string();
@@ -518,7 +494,7 @@ async fn work_for_a_request_that_timed_out_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_declared_bodies_are_refused_before_100_continue() {
-    let (address, stop, serving) = serve(Server::new(models(), small_limits()).unwrap()).await;
+    let (address, stop, serving) = serve(Server::new(pipeline(), small_limits()).unwrap()).await;
     let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
     stream
         .write_all(
@@ -537,7 +513,7 @@ async fn oversized_declared_bodies_are_refused_before_100_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn requests_outside_the_schema_are_refused() {
-    let router = Server::new(models(), small_limits()).unwrap().router();
+    let router = Server::new(pipeline(), small_limits()).unwrap().router();
     let doc = openapi(&router).await;
 
     // serde reads a struct from an array of its fields; the schema says object.
@@ -589,7 +565,7 @@ async fn a_token_and_host_names_guard_the_api() {
         token: Some("s3cret".into()),
         hosts: Some(Access::loopback_hosts()),
     };
-    let router = Server::with_access(models(), small_limits(), access)
+    let router = Server::with_access(pipeline(), small_limits(), access)
         .unwrap()
         .router();
     let get = |uri: &str, host: &str, token: Option<&str>| {
@@ -636,7 +612,7 @@ async fn a_document_read_in_pieces_keeps_its_offsets() {
         piece_bytes: 1024,
         ..Limits::default()
     };
-    let router = Server::new(models(), limits).unwrap().router();
+    let router = Server::new(pipeline(), limits).unwrap().router();
     let names = [
         "Angela Merkel",
         "Maria Keller",

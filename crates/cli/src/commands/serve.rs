@@ -1,12 +1,13 @@
 use anyhow::{Context as _, Result};
-use saener_server::{Access, Limits, Models, Server};
+use saener_ner::{NamedProfile, Pipeline, StackConfig};
+use saener_server::{Access, Limits, Server};
 use std::io::Read as _;
 use std::net::ToSocketAddrs as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::commands::stack::{load_profile, Stack, StackArgs};
+use crate::commands::stack::{load_profile, StackArgs};
 
 #[derive(clap::Args)]
 #[command(
@@ -95,19 +96,10 @@ pub fn run(args: Args) -> Result<()> {
             let short = std::path::Path::new(name)
                 .file_stem()
                 .map_or(name.clone(), |s| s.to_string_lossy().into_owned());
-            Ok((short, profile))
+            Ok(NamedProfile::new(short, profile))
         })
         .collect::<Result<Vec<_>>>()?;
-    let stack = Stack::load(&args.stack)?;
-    let models = Models {
-        tokenizer: stack.tokenizer,
-        model: stack.model,
-        sae: stack.sae,
-        layer: stack.layer,
-        model_id: stack.model_id,
-        batch_size: stack.batch_size,
-        profiles,
-    };
+    let pipeline = Pipeline::load(&StackConfig::from(&args.stack), profiles)?;
     let limits = Limits {
         max_body_bytes: args.max_body_bytes,
         max_documents: args.max_documents,
@@ -143,7 +135,7 @@ pub fn run(args: Args) -> Result<()> {
     } else {
         None
     };
-    let server = Server::with_access(Arc::new(models), limits, Access { token, hosts })?;
+    let server = Server::with_access(Arc::new(pipeline), limits, Access { token, hosts })?;
     // HTTP handling is light; the model runs on its own thread with every core.
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
