@@ -1,5 +1,5 @@
 //! The CPU kernels of saener, in one place: matrix products (packed f32 GEMMs on AVX2 or
-//! AVX-512, an int8 GEMM on AVX512-VNNI, the SAE encoder product, `gemm` for general
+//! AVX-512, an int8 GEMM on AVX512-VNNI, a bf16 GEMM on AMX tiles, the SAE encoder product, `gemm` for general
 //! shapes), dot/axpy, RMS norm, GELU, softmax, attention with RoPE, and GGML's Q8_0 format.
 //! [`Cpu`] detects the instruction sets at run time and [`Precision`] picks the arithmetic
 //! of the model's matrix products, so one binary runs everywhere.
@@ -20,6 +20,7 @@ pub mod attention;
 mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
+pub mod bf16;
 pub mod gemm;
 pub mod int8;
 pub mod precision;
@@ -27,6 +28,7 @@ pub mod q8_0;
 pub mod vector;
 
 pub use attention::{attention, norm_rope, AttentionParams};
+pub use bf16::Bf16Matrix;
 pub use gemm::{matmul, transpose, Encoder, F32Matrix};
 pub use int8::Int8Matrix;
 pub use precision::{Cpu, KernelChoice, Matrix, Precision, PrecisionError};

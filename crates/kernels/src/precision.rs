@@ -1,6 +1,7 @@
 //! Which kernels run: the CPU's features (detected at run time, so one binary serves every
 //! x86-64 CPU) and the arithmetic the caller asks for.
 
+use crate::bf16::{amx_usable, bf16_shape_ok, Bf16Matrix};
 use crate::gemm::F32Matrix;
 use crate::int8::{int8_shape_ok, Int8Matrix};
 use std::fmt;
@@ -17,6 +18,9 @@ pub struct Cpu {
     pub avx512_vnni: bool,
     /// AVX512-BF16 (`vdpbf16ps`).
     pub avx512_bf16: bool,
+    /// AMX-TILE and AMX-BF16, with the operating system's permission to use the tiles:
+    /// the bf16 GEMM.
+    pub amx_bf16: bool,
 }
 
 impl Cpu {
@@ -31,6 +35,7 @@ impl Cpu {
                     && is_x86_feature_detected!("avx512bw")
                     && is_x86_feature_detected!("avx512vnni"),
                 avx512_bf16: is_x86_feature_detected!("avx512bf16"),
+                amx_bf16: amx_usable(),
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -52,6 +57,7 @@ impl Cpu {
             (self.avx512f, "avx512f"),
             (self.avx512_vnni, "avx512bw+avx512vnni"),
             (self.avx512_bf16, "avx512bf16"),
+            (self.amx_bf16, "amx-bf16"),
         ];
         let have: Vec<&str> = names.iter().filter(|(h, _)| *h).map(|(_, n)| *n).collect();
         if have.is_empty() {
@@ -69,8 +75,7 @@ pub enum Precision {
     /// f32 weights and activations: the reference. Runs the AVX-512 GEMM where present,
     /// which gives the same bits as the AVX2 one.
     F32,
-    /// bf16 products with f32 accumulation (AVX512-BF16). Not built yet: asking for it is
-    /// an error.
+    /// Weights and activations rounded to bf16, products summed in f32, on AMX tiles.
     Bf16,
     /// int8 weights and activations, per block of 32, integer dot products (AVX512-VNNI).
     Int8,
@@ -88,8 +93,6 @@ pub enum PrecisionError {
         missing: &'static str,
         has: String,
     },
-    #[error("precision {0} has no kernels in this build yet")]
-    NotBuilt(Precision),
     #[error("unknown precision '{0}': expected f32, bf16, int8 or auto")]
     Unknown(String),
 }
@@ -106,12 +109,12 @@ impl Precision {
                 missing: "AVX512-VNNI (with AVX-512F and AVX-512BW)",
                 has: cpu.describe(),
             }),
-            Self::Bf16 if !cpu.avx512_bf16 => Err(PrecisionError::MissingInstructions {
+            Self::Bf16 if cpu.amx_bf16 => Ok(Self::Bf16),
+            Self::Bf16 => Err(PrecisionError::MissingInstructions {
                 precision: self,
-                missing: "AVX512-BF16",
+                missing: "AMX-BF16 (with AMX-TILE, and an OS that grants the tile state)",
                 has: cpu.describe(),
             }),
-            Self::Bf16 => Err(PrecisionError::NotBuilt(self)),
         }
     }
 
@@ -148,7 +151,7 @@ impl FromStr for Precision {
 /// Which kernels to build a [`Matrix`] for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KernelChoice {
-    /// A resolved precision ([`Precision::resolve`]): `F32` or `Int8`.
+    /// A resolved precision ([`Precision::resolve`]): `F32`, `Bf16` or `Int8`.
     pub precision: Precision,
     /// Use AVX-512 kernels where present; `false` keeps f32 on the AVX2 reference kernel
     /// (for benchmarks: both give the same bits).
@@ -158,18 +161,20 @@ pub struct KernelChoice {
 /// A weight matrix `[n, k]` for products `x Wᵀ`, in the chosen precision.
 pub enum Matrix {
     F32(F32Matrix),
+    Bf16(Bf16Matrix),
     Int8(Int8Matrix),
 }
 
 impl Matrix {
-    /// The row-major matrices `parts` (each `[n_i, k]`) stacked along n. At `Int8`, shapes
-    /// the int8 layout cannot hold stay f32.
+    /// The row-major matrices `parts` (each `[n_i, k]`) stacked along n. At `Int8` and
+    /// `Bf16`, shapes their layouts cannot hold stay f32.
     pub fn new(parts: &[&[f32]], k: usize, choice: KernelChoice) -> Self {
         let n: usize = parts.iter().map(|p| p.len() / k.max(1)).sum();
         match choice.precision {
             Precision::Int8 if int8_shape_ok(n, k) => {
                 Self::Int8(Int8Matrix::new(parts, k, Cpu::detect().has_int8_vnni()))
             }
+            Precision::Bf16 if bf16_shape_ok(n, k) => Self::Bf16(Bf16Matrix::new(parts, k)),
             _ => Self::F32(F32Matrix::new(parts, k, choice.avx512)),
         }
     }
@@ -178,6 +183,7 @@ impl Matrix {
     pub fn matmul(&self, a: &[f32], m: usize, stride: usize) -> Vec<f32> {
         match self {
             Self::F32(w) => w.matmul(a, m, stride),
+            Self::Bf16(w) => w.matmul(a, m, stride),
             Self::Int8(w) => w.matmul(a, m, stride),
         }
     }
@@ -200,7 +206,12 @@ mod tests {
             "{err}"
         );
         let err = Precision::Bf16.resolve(&avx2_only).unwrap_err().to_string();
-        assert!(err.contains("AVX512-BF16"), "{err}");
+        assert!(err.contains("AMX-BF16"), "{err}");
+        let amx = Cpu {
+            amx_bf16: true,
+            ..avx2_only
+        };
+        assert_eq!(Precision::Bf16.resolve(&amx).unwrap(), Precision::Bf16);
         let vnni = Cpu {
             avx512_vnni: true,
             ..avx2_only

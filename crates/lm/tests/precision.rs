@@ -26,7 +26,8 @@ const TEXTS: [&str; 8] = [
 
 /// (precision, bound on the median, bound on the 99th percentile) of the per-token relative
 /// L2 error, at every golden layer.
-const BOUNDS: [(Precision, f64, f64); 1] = [(Precision::Int8, 0.05, 0.15)];
+const BOUNDS: [(Precision, f64, f64); 2] =
+    [(Precision::Int8, 0.05, 0.15), (Precision::Bf16, 0.01, 0.03)];
 
 fn per_token_errors(ours: &[Vec<f32>], reference: &[Vec<f32>]) -> Vec<f64> {
     ours.iter()
