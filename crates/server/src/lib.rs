@@ -80,8 +80,9 @@ impl Default for Limits {
             max_body_bytes: 1 << 20,
             max_documents: 64,
             max_chars: 100_000,
-            // A document of `max_chars` took 54 s on a 2-core Xeon (issue 26): twice that,
-            // so the largest document fits with margin (BENCHMARKS.md, "Serving: limits").
+            // A document of `max_chars` took 46-54 s on 2 idle cores (issue 26): over twice
+            // that, so the largest document fits with margin (BENCHMARKS.md, "Serving: the
+            // longest document").
             timeout: Duration::from_secs(120),
             read_timeout: Duration::from_secs(10),
             max_connections: 512,
