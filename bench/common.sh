@@ -1,6 +1,9 @@
 # Sourced by the bench scripts (from the repository root): the binary they run and the
 # shared-data folder.
 DATA=${SAENER_SHARED:-../shared}/data
+# RESULTS.md's figures are the f32 reference on every CPU: `auto` would pick bf16 or int8
+# where the CPU has them (set SAENER_PRECISION to measure those).
+export SAENER_PRECISION=${SAENER_PRECISION:-f32}
 # `saener ARGS`: $SAENER_BIN if set (a prebuilt binary), else a release build of this tree.
 saener() {
   if [ -n "${SAENER_BIN:-}" ]; then "$SAENER_BIN" "$@"; else cargo run --release --quiet -p saener -- "$@"; fi

@@ -70,19 +70,28 @@ impl Cpu {
 
 /// The arithmetic of the model's matrix products. Everything else (attention, norms,
 /// activations, the residual stream) stays f32 at every precision.
+///
+/// The library's default is `F32`, the reference; the CLI, the server and the Python
+/// package default to `Auto`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Precision {
     /// f32 weights and activations: the reference. Runs the AVX-512 GEMM where present,
     /// which gives the same bits as the AVX2 one.
+    #[default]
     F32,
     /// Weights and activations rounded to bf16, products summed in f32, on AMX tiles.
     Bf16,
     /// int8 weights and activations, per block of 32, integer dot products (AVX512-VNNI).
     Int8,
-    /// The fastest precision shown not to change F1: f32 until a faster one is shown.
-    #[default]
+    /// `$SAENER_PRECISION` if set (f32, bf16 or int8: one switch for every entry point, e.g.
+    /// to reproduce f32 results on any CPU), else the fastest precision this CPU runs whose
+    /// strict F1 on the shipped profiles' test sets was measured within 0.3 of f32:
+    /// bf16 on AMX, else int8 on AVX512-VNNI, else f32 (RESULTS.md, "Precision").
     Auto,
 }
+
+/// The variable that decides what [`Precision::Auto`] means, when set.
+pub const PRECISION_VARIABLE: &str = "SAENER_PRECISION";
 
 /// A precision this CPU or build cannot run.
 #[derive(Debug, thiserror::Error)]
@@ -95,14 +104,30 @@ pub enum PrecisionError {
     },
     #[error("unknown precision '{0}': expected f32, bf16, int8 or auto")]
     Unknown(String),
+    #[error("{PRECISION_VARIABLE}={0:?}: expected f32, bf16 or int8 (or unset)")]
+    BadVariable(String),
 }
 
 impl Precision {
-    /// The precision that will run: `Auto` resolved, and an error naming the missing
-    /// instruction set if this CPU cannot run the one asked for.
+    /// The precision that will run: `Auto` resolved (reading `$SAENER_PRECISION`), and an
+    /// error naming the missing instruction set if this CPU cannot run the one asked for.
     pub fn resolve(self, cpu: &Cpu) -> Result<Precision, PrecisionError> {
+        self.resolve_with(cpu, std::env::var(PRECISION_VARIABLE).ok().as_deref())
+    }
+
+    /// [`Precision::resolve`] with the variable's value given.
+    fn resolve_with(self, cpu: &Cpu, variable: Option<&str>) -> Result<Precision, PrecisionError> {
         match self {
-            Self::F32 | Self::Auto => Ok(Self::F32),
+            Self::Auto => match variable {
+                Some(name) => match name.parse() {
+                    Ok(Self::Auto) | Err(_) => Err(PrecisionError::BadVariable(name.into())),
+                    Ok(chosen) => chosen.resolve_with(cpu, None),
+                },
+                None if cpu.amx_bf16 => Ok(Self::Bf16),
+                None if cpu.has_int8_vnni() => Ok(Self::Int8),
+                None => Ok(Self::F32),
+            },
+            Self::F32 => Ok(Self::F32),
             Self::Int8 if cpu.has_int8_vnni() => Ok(Self::Int8),
             Self::Int8 => Err(PrecisionError::MissingInstructions {
                 precision: self,
@@ -194,12 +219,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn auto_is_f32_and_missing_instructions_are_named() {
+    fn auto_picks_the_fastest_and_missing_instructions_are_named() {
         let avx2_only = Cpu {
             avx2_fma: true,
             ..Cpu::default()
         };
-        assert_eq!(Precision::Auto.resolve(&avx2_only).unwrap(), Precision::F32);
+        let auto = |cpu: &Cpu, variable| Precision::Auto.resolve_with(cpu, variable);
+        assert_eq!(auto(&avx2_only, None).unwrap(), Precision::F32);
         let err = Precision::Int8.resolve(&avx2_only).unwrap_err().to_string();
         assert!(
             err.contains("AVX512-VNNI") && err.contains("avx2+fma"),
@@ -212,11 +238,25 @@ mod tests {
             ..avx2_only
         };
         assert_eq!(Precision::Bf16.resolve(&amx).unwrap(), Precision::Bf16);
+        let vnni_amx = Cpu {
+            avx512_vnni: true,
+            ..amx
+        };
+        assert_eq!(auto(&vnni_amx, None).unwrap(), Precision::Bf16);
+        // The variable wins, is checked against the CPU, and must name a precision.
+        assert_eq!(auto(&vnni_amx, Some("f32")).unwrap(), Precision::F32);
+        assert_eq!(auto(&vnni_amx, Some("int8")).unwrap(), Precision::Int8);
+        assert!(auto(&avx2_only, Some("int8")).is_err());
+        for bad in ["auto", "fp16", ""] {
+            let err = auto(&avx2_only, Some(bad)).unwrap_err().to_string();
+            assert!(err.contains("SAENER_PRECISION"), "{err}");
+        }
         let vnni = Cpu {
             avx512_vnni: true,
             ..avx2_only
         };
         assert_eq!(Precision::Int8.resolve(&vnni).unwrap(), Precision::Int8);
+        assert_eq!(auto(&vnni, None).unwrap(), Precision::Int8);
         for p in [
             Precision::F32,
             Precision::Bf16,

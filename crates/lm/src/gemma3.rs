@@ -582,8 +582,8 @@ pub struct LoadOptions {
     /// Load only blocks `0..=max_layer` (less memory and load time); `None` loads all.
     /// With fewer blocks, [`Gemma3::last_token_logits`] is unavailable.
     pub max_layer: Option<usize>,
-    /// Arithmetic of the blocks' matrix products; the default, `Auto`, is f32. Loading
-    /// fails, naming the missing instruction set, if this CPU cannot run it.
+    /// Arithmetic of the blocks' matrix products; the default is f32, the reference.
+    /// Loading fails, naming the missing instruction set, if this CPU cannot run it.
     pub precision: Precision,
     /// Keep f32 products on the AVX2 reference kernel even where AVX-512 is present (for
     /// benchmarks: both give the same bits).

@@ -92,7 +92,7 @@ impl Default for StackConfig {
             echo: false,
             layer: None,
             all_layers: false,
-            precision: LoadOptions::default().precision,
+            precision: Precision::Auto,
         }
     }
 }

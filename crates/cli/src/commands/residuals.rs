@@ -42,9 +42,9 @@ pub struct Args {
     /// Tokens of left context each window repeats from the previous one.
     #[arg(long, default_value_t = WindowOptions::default().overlap)]
     overlap: usize,
-    /// Arithmetic of the model's matrix products: f32, int8 (needs AVX512-VNNI), bf16 or
-    /// auto (f32).
-    #[arg(long, default_value = "auto")]
+    /// Arithmetic of the model's matrix products: f32 (the default: residuals are the
+    /// model's own), bf16 (needs AMX), int8 (needs AVX512-VNNI), or auto (as `annotate`).
+    #[arg(long, default_value = "f32")]
     precision: Precision,
 }
 

@@ -30,9 +30,10 @@ pub struct StackArgs {
     /// record it, and reading one with its stack follows it.
     #[arg(long)]
     pub echo: bool,
-    /// Arithmetic of the model's matrix products: f32, int8 (needs AVX512-VNNI), bf16 or
-    /// auto (f32 until a faster precision is shown to leave F1 unchanged). Part of the code
-    /// cache key.
+    /// Arithmetic of the model's matrix products: f32 (the reference), bf16 (needs AMX),
+    /// int8 (needs AVX512-VNNI) or auto: $SAENER_PRECISION if set, else the fastest this CPU
+    /// runs (bf16, int8, f32; each measured within 0.3 F1 of f32). Part of the code cache
+    /// key.
     #[arg(long, default_value = "auto")]
     pub precision: Precision,
 }
