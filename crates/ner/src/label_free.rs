@@ -701,6 +701,7 @@ mod tests {
             sae_id: "s".into(),
             data_checksum: String::new(),
             echo: false,
+            precision: saener_lm::Precision::F32,
         }
     }
 

@@ -254,6 +254,7 @@ impl Stack {
             sae_id: self.sae.id().to_string(),
             data_checksum: corpus.checksum(),
             echo: self.echo,
+            precision: self.model.precision(),
         }
     }
 
@@ -265,11 +266,20 @@ impl Stack {
     }
 
     /// Errors unless `profile` was calibrated for this model, layer and SAE, and with echo
-    /// if this stack was asked to read with it.
+    /// if this stack was asked to read with it. A profile calibrated at another precision
+    /// is fine (F1 moves by a few tenths; RESULTS.md, "Precision") but gets a one-line
+    /// notice on stderr.
     pub fn check_compatible(&self, profile: &Profile) -> Result<()> {
         profile
             .check_compatible(&self.model_id, self.layer, self.sae.id())
             .map_err(|source| PipelineError::Incompatible { source })?;
+        let (calibrated, running) = (profile.origin.precision, self.model.precision());
+        if calibrated != running {
+            eprintln!(
+                "saener: note: the profile was calibrated at {calibrated} precision and runs at \
+                 {running} here (--precision {calibrated} or SAENER_PRECISION={calibrated} to match)"
+            );
+        }
         self.check_echo(&profile.origin)
     }
 

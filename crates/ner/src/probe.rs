@@ -463,6 +463,7 @@ mod tests {
                 sae_id: "s".into(),
                 data_checksum: "c".into(),
                 echo: false,
+                precision: saener_lm::Precision::F32,
             },
             options: ProbeOptions {
                 epochs: 200,

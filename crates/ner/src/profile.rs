@@ -34,6 +34,34 @@ pub struct Origin {
     /// way.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub echo: bool,
+    /// The arithmetic of the model's matrix products the codes were computed at (resolved,
+    /// never `auto`). Files without it are f32, as every profile was before precisions
+    /// existed, so f32 is left out when written and shipped profiles stay as they are.
+    #[serde(default, skip_serializing_if = "is_f32", with = "precision_name")]
+    pub precision: saener_lm::Precision,
+}
+
+fn is_f32(precision: &saener_lm::Precision) -> bool {
+    *precision == saener_lm::Precision::F32
+}
+
+/// A precision in a profile file: its command-line name (`bf16`, `int8`).
+mod precision_name {
+    use saener_lm::Precision;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(precision: &Precision, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(precision.as_str())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Precision, D::Error> {
+        match String::deserialize(d)?.parse() {
+            Ok(Precision::Auto) | Err(_) => Err(serde::de::Error::custom(
+                "precision: expected f32, bf16 or int8",
+            )),
+            Ok(precision) => Ok(precision),
+        }
+    }
 }
 
 /// A kept row: feature `feature` votes for type `label` with `precision`, smoothed from
@@ -502,6 +530,7 @@ mod tests {
             sae_id: "s".into(),
             data_checksum: corpus.checksum(),
             echo: false,
+            precision: saener_lm::Precision::F32,
         };
         let calibration = CalibrationParams {
             p_min: 0.9,

@@ -544,6 +544,7 @@ mod tests {
                 sae_id: "s".into(),
                 data_checksum: "c".into(),
                 echo: false,
+                precision: saener_lm::Precision::F32,
             },
             options: TaggerOptions {
                 window,

@@ -80,6 +80,7 @@ pub(crate) fn profile(
             sae_id: "sae-a".into(),
             data_checksum: "c0ffee".into(),
             echo: false,
+            precision: saener_lm::Precision::F32,
         },
         d_sae: 64,
         labels: labels.iter().map(|l| l.to_string()).collect(),

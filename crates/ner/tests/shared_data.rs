@@ -237,6 +237,7 @@ fn oracle_codes_decode_to_gold_with_exact_offsets() {
                 sae_id: "s".into(),
                 data_checksum: corpus.checksum(),
                 echo: false,
+                precision: saener_lm::Precision::F32,
             },
             d_sae: 200,
             labels: labels.clone(),
