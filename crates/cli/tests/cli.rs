@@ -277,6 +277,27 @@ fn sae_train_streams_from_text_and_rerunning_resumes() {
 }
 
 #[test]
+fn corpus_build_refuses_dev_and_test_splits_before_fetching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("corpus");
+    for split in ["dev.conll", "test.conll", "testb.conll"] {
+        let err = fails(saener(
+            &[
+                "corpus",
+                "build",
+                "--out",
+                out.to_str().unwrap(),
+                "--add-conll",
+                split,
+            ],
+            "",
+        ));
+        assert!(err.contains("only training text"), "{err}");
+    }
+    assert!(!out.exists());
+}
+
+#[test]
 fn sae_eval_rejects_an_sae_for_another_model() {
     let fixture = fixture("golden/sae-formats/saelens_topk");
     let text = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/news.jsonl");
