@@ -63,6 +63,9 @@ use saener_lm::residuals::Extractor;
 pub const DOCS_PER_REFILL: usize = 64;
 // Keeps the draw and initial-sample streams apart from each other and from the store's.
 const TAG_DRAW: u64 = 11;
+/// Held-out documents the LM reads per call: few, so that no more text is run than the
+/// evaluation's `eval_rows` need.
+const HELD_OUT_DOCS_PER_CALL: usize = 8;
 const TAG_INIT: u64 = 12;
 const BUFFER_TENSOR: &str = "stream.buffer";
 
@@ -264,7 +267,7 @@ fn held_out_rows(
 ) -> Result<Vec<f32>> {
     let want = max_rows * featurizer.d();
     let mut out = Vec::new();
-    for chunk in documents.chunks(DOCS_PER_REFILL) {
+    for chunk in documents.chunks(HELD_OUT_DOCS_PER_CALL) {
         if out.len() >= want {
             break;
         }
