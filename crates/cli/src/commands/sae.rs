@@ -97,8 +97,10 @@ saener sae train --text corpus/train.jsonl --heldout corpus/heldout.jsonl --laye
         /// With --text: GGUF model (default: Gemma 3 270M in $SAENER_HOME, fetched if missing).
         #[arg(long, requires = "text")]
         model: Option<PathBuf>,
-        /// With --text: arithmetic of the LM's matrix products (f32, int8, bf16, auto).
-        #[arg(long, default_value = "auto")]
+        /// With --text: arithmetic of the LM's matrix products: f32 (the default, as for
+        /// `residuals`: the rows are the model's own), bf16 (needs AMX), int8 (needs
+        /// AVX512-VNNI), or auto. Recorded in the checkpoint: a run resumes only with the same.
+        #[arg(long, default_value = "f32")]
         precision: saener_lm::Precision,
         /// With --text: rows of the shuffle buffer (2 bytes × d_model each, kept in every
         /// checkpoint).
