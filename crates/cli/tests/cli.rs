@@ -101,10 +101,8 @@ fn residuals_match_golden_layer_9_and_report_bad_records() {
     }
 }
 
-#[test]
-fn sae_store_train_info_eval_end_to_end() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+/// Four sentences of news-like and biomedical text as `{"id","text"}` JSONL: the SAE tests' corpus.
+fn write_corpus(path: &str) {
     let corpus: String = [
         "The committee met in Geneva on Tuesday to discuss the new trade agreement with Kenya.",
         "Researchers at the clinic reported that the drug reduced symptoms of asthma in children.",
@@ -115,7 +113,14 @@ fn sae_store_train_info_eval_end_to_end() {
     .enumerate()
     .map(|(i, t)| serde_json::json!({ "id": i.to_string(), "text": t }).to_string() + "\n")
     .collect();
-    std::fs::write(path("corpus.jsonl"), corpus).unwrap();
+    std::fs::write(path, corpus).unwrap();
+}
+
+#[test]
+fn sae_store_train_info_eval_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    write_corpus(&path("corpus.jsonl"));
     let store_args = [
         "residuals",
         "--layer",
@@ -220,6 +225,76 @@ fn sae_store_train_info_eval_end_to_end() {
     .unwrap();
     let l0 = report["l0"].as_f64().unwrap();
     assert!((l0 - 4.0).abs() < 0.1, "l0 {l0}");
+}
+
+#[test]
+fn sae_train_streams_from_text_and_rerunning_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |p: &str| dir.path().join(p).to_str().unwrap().to_string();
+    write_corpus(&path("corpus.jsonl"));
+    let config = serde_json::json!({
+        "d_sae": 64, "k": 4, "batch_size": 16, "total_tokens": 160, "warmup_steps": 2,
+        "init_sample_rows": 32, "eval_rows": 32, "checkpoint_every": 4, "dead_tokens": 64,
+        "buffer_rows": 32
+    });
+    std::fs::write(path("train.json"), config.to_string()).unwrap();
+    let args = [
+        "sae",
+        "train",
+        "--text",
+        &path("corpus.jsonl"),
+        "--heldout",
+        &path("corpus.jsonl"),
+        "--layer",
+        "5",
+        "--out",
+        &path("run"),
+        "--config",
+        &path("train.json"),
+    ];
+    let stats: serde_json::Value = serde_json::from_str(&ok(saener(&args, ""))).unwrap();
+    assert_eq!(stats["steps"], 10);
+    assert_eq!(stats["held_out"]["rows"], 32);
+    let info = ok(saener(&["sae", "info", &path("run/sae")], ""));
+    assert!(info.contains("d_in 640 -> d_sae 64"), "{info}");
+    assert!(info.contains("TopK (k = 4)"), "{info}");
+    // Re-running finds the final checkpoint and exports the same SAE again.
+    let weights = std::fs::read(path("run/sae/params.safetensors")).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&ok(saener(&args, ""))).unwrap();
+    assert_eq!(again["steps"], 10);
+    assert_eq!(
+        std::fs::read(path("run/sae/params.safetensors")).unwrap(),
+        weights
+    );
+    // A store and text at once make no sense.
+    let both = fails(saener(
+        &[
+            "sae", "train", "--text", "a", "--store", "b", "--out", "c", "--layer", "5",
+        ],
+        "",
+    ));
+    assert!(both.contains("cannot be used with"), "{both}");
+}
+
+#[test]
+fn corpus_build_refuses_dev_and_test_splits_before_fetching_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("corpus");
+    for split in ["dev.conll", "test.conll", "testb.conll"] {
+        let err = fails(saener(
+            &[
+                "corpus",
+                "build",
+                "--out",
+                out.to_str().unwrap(),
+                "--add-conll",
+                split,
+            ],
+            "",
+        ));
+        assert!(err.contains("only training text"), "{err}");
+    }
+    assert!(!out.exists());
 }
 
 #[test]

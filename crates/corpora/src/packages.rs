@@ -9,7 +9,9 @@ use std::process::Command;
 
 /// The `.tgz` of an npm package, fetched with `npm pack` into `cache` unless present.
 pub fn npm(cache: &Path, name: &str, version: &str) -> Result<PathBuf> {
-    let file = cache.join(format!("{name}-{version}.tgz"));
+    // `npm pack` names a scoped package `@scope/name` as `scope-name-<version>.tgz`.
+    let stem = name.trim_start_matches('@').replace('/', "-");
+    let file = cache.join(format!("{stem}-{version}.tgz"));
     if file.exists() {
         return Ok(file);
     }

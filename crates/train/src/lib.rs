@@ -1,4 +1,5 @@
-//! Training TopK / BatchTopK sparse autoencoders on CPU, from an on-disk activation store.
+//! Training TopK / BatchTopK sparse autoencoders on CPU, from an on-disk activation store or
+//! straight from text.
 //!
 //! - [`store`]: residual-stream rows written in checksummed shards by the LM
 //!   ([`StoreWriter`], resumable) and streamed back in a seeded, resumable shuffled order
@@ -7,6 +8,8 @@
 //!   (Bussmann et al. 2024) with hand-written sparse gradients, Adam, checkpoints and a metrics
 //!   CSV, resuming from the latest checkpoint in its output directory.
 //! - [`extract`]: [`extract_to_store`] fills a store from text with the LM, resumably.
+//! - [`stream`]: [`train_streaming`] trains from text in one resumable process, the LM's rows
+//!   going through a shuffle buffer in memory that checkpoints hold, so no store is written.
 //! - [`evaluate`]: FVU, L0, dead features and CE loss recovered on held-out text.
 //! - [`export`]: the result, [`TrainedSae`], is plain `Vec<f32>` weights in raw-residual space
 //!   plus a serialisable config, so other crates convert it without depending on trainer types.
@@ -20,12 +23,14 @@ mod linalg;
 mod model;
 mod rng;
 pub mod store;
+pub mod stream;
 mod tensors;
 pub mod trainer;
 
 pub use export::{SaeWeights, TrainedActivation, TrainedSae, TrainedSaeConfig, TrainingStats};
 pub use extract::extract_to_store;
 pub use store::{Dtype, RowStream, ShardInfo, StoreMeta, StoreReader, StoreWriter};
+pub use stream::{train_streaming, Featurizer, LmRows};
 pub use trainer::{
     train, ActivationKind, EvalStats, PhaseTimes, StepMetrics, TrainConfig, TrainOutcome,
 };

@@ -1,4 +1,5 @@
-//! Reading and writing the flat f32 / u64 tensors of checkpoints and exported SAEs.
+//! Reading and writing the flat f32 / f64 / u64 / bf16 tensors of checkpoints and exported
+//! SAEs.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -14,6 +15,8 @@ pub(crate) enum Out<'a> {
     F32(&'a [f32], Vec<usize>),
     F64(&'a [f64], Vec<usize>),
     U64(&'a [u64], Vec<usize>),
+    /// bfloat16 values as their bit patterns.
+    Bf16(&'a [u16], Vec<usize>),
 }
 
 impl View for Out<'_> {
@@ -22,12 +25,13 @@ impl View for Out<'_> {
             Out::F32(..) => Dtype::F32,
             Out::F64(..) => Dtype::F64,
             Out::U64(..) => Dtype::U64,
+            Out::Bf16(..) => Dtype::BF16,
         }
     }
 
     fn shape(&self) -> &[usize] {
         match self {
-            Out::F32(_, s) | Out::F64(_, s) | Out::U64(_, s) => s,
+            Out::F32(_, s) | Out::F64(_, s) | Out::U64(_, s) | Out::Bf16(_, s) => s,
         }
     }
 
@@ -38,6 +42,7 @@ impl View for Out<'_> {
             Out::F32(v, _) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Out::F64(v, _) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
             Out::U64(v, _) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
+            Out::Bf16(v, _) => Cow::Owned(v.iter().flat_map(|x| x.to_le_bytes()).collect()),
         }
     }
 
@@ -46,6 +51,7 @@ impl View for Out<'_> {
             Out::F32(v, _) => v.len() * 4,
             Out::F64(v, _) => v.len() * 8,
             Out::U64(v, _) => v.len() * 8,
+            Out::Bf16(v, _) => v.len() * 2,
         }
     }
 }
@@ -106,13 +112,24 @@ impl In {
 
     /// The raw little-endian bytes of tensor `name`, checked for dtype and shape.
     fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<Vec<u8>> {
+        self.raw_matching(name, dtype, shape, |s| s == shape)
+    }
+
+    /// [`Self::raw`] with the shape checked by `fits` (`expected` is only for the message).
+    fn raw_matching(
+        &self,
+        name: &str,
+        dtype: Dtype,
+        expected: &[usize],
+        fits: impl Fn(&[usize]) -> bool,
+    ) -> Result<Vec<u8>> {
         let st = self.parse()?;
         let t = st
             .tensor(name)
             .map_err(|_| self.err(format!("tensor '{name}' is missing")))?;
-        if t.dtype() != dtype || t.shape() != shape {
+        if t.dtype() != dtype || !fits(t.shape()) {
             return Err(self.err(format!(
-                "tensor '{name}' is {:?} {:?}, expected {dtype:?} {shape:?}",
+                "tensor '{name}' is {:?} {:?}, expected {dtype:?} {expected:?}",
                 t.dtype(),
                 t.shape()
             )));
@@ -141,6 +158,17 @@ impl In {
         Ok(raw
             .chunks_exact(8)
             .map(|b| u64::from_le_bytes(b.try_into().expect("chunks of 8")))
+            .collect())
+    }
+
+    /// A bf16 tensor of shape `[rows, width]`, any number of rows, as bit patterns.
+    pub(crate) fn bf16_rows(&self, name: &str, width: usize) -> Result<Vec<u16>> {
+        let raw = self.raw_matching(name, Dtype::BF16, &[0, width], |s| {
+            s.len() == 2 && s[1] == width
+        })?;
+        Ok(raw
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
             .collect())
     }
 }

@@ -4,8 +4,9 @@
 //! # Output directory
 //!
 //! - `checkpoint.safetensors`: the latest checkpoint (parameters, Adam moments, dead-latent
-//!   counters, scalars; the config and store fingerprint in the metadata), replaced
-//!   atomically every `checkpoint_every` steps, on a stop request and at the end.
+//!   counters, scalars; the config and the data's fingerprint in the metadata; a streaming
+//!   run's shuffle buffer and corpus position, see [`crate::stream`]), replaced atomically
+//!   every `checkpoint_every` steps, on a stop request and at the end.
 //! - `metrics.csv`: one row per step: `step,tokens,mse,aux_loss,fvu,l0,dead_fraction,lr,
 //!   tokens_per_sec`. On resume, rows after the checkpoint are dropped (they are recomputed).
 //! - `sae.safetensors`, `sae.json`: the exported [`TrainedSae`], written when training ends.
@@ -95,6 +96,9 @@ pub struct TrainConfig {
     pub eval_shards: usize,
     /// Held-out rows evaluated at the end. Default 16384. Not part of the resume check.
     pub eval_rows: usize,
+    /// Streaming only: rows the shuffle buffer is refilled to before every step (see
+    /// [`crate::stream`]). Default 131072 (32 batches; 168 MB of bf16 rows at d = 640).
+    pub buffer_rows: usize,
 }
 
 impl Default for TrainConfig {
@@ -121,6 +125,7 @@ impl Default for TrainConfig {
             geometric_median_iters: 10,
             eval_shards: 1,
             eval_rows: 16384,
+            buffer_rows: 131_072,
         }
     }
 }
@@ -160,15 +165,12 @@ impl TrainConfig {
         self.learning_rate() * warm * decay
     }
 
-    fn validate(&self, store: &StoreReader) -> Result<()> {
+    /// Checks the settings every run needs; `d` is the width of the rows it will read.
+    pub(crate) fn validate(&self, d: usize) -> Result<()> {
         let bad = |m: String| Err(Error::Invalid(format!("train config: {m}")));
         let (b1, b2) = self.adam_betas;
-        if self.d_in != store.meta().d {
-            return bad(format!(
-                "d_in {} but the store's rows have d {}",
-                self.d_in,
-                store.meta().d
-            ));
+        if self.d_in != d {
+            return bad(format!("d_in {} but the rows have d {d}", self.d_in));
         }
         if self.d_sae == 0 || self.k == 0 || self.k > self.d_sae {
             return bad(format!("need 0 < k ({}) <= d_sae ({})", self.k, self.d_sae));
@@ -194,12 +196,17 @@ impl TrainConfig {
         if self.checkpoint_every == 0 {
             return bad("checkpoint_every must be positive".into());
         }
+        Ok(())
+    }
+
+    fn validate_store(&self, store: &StoreReader) -> Result<()> {
+        self.validate(store.meta().d)?;
         if self.eval_shards >= store.shards().len() {
-            return bad(format!(
-                "the store has {} shards; eval_shards = {} leaves none to train on",
+            return Err(Error::Invalid(format!(
+                "train config: the store has {} shards; eval_shards = {} leaves none to train on",
                 store.shards().len(),
                 self.eval_shards
-            ));
+            )));
         }
         Ok(())
     }
@@ -345,8 +352,8 @@ impl Adam {
     }
 }
 
-/// Everything a checkpoint holds.
-struct State {
+/// Everything a checkpoint holds, bar the row source's position ([`SourceState`]).
+pub(crate) struct State {
     params: Params,
     adam_w_enc: Moments,
     adam_b_enc: Moments,
@@ -369,9 +376,48 @@ struct CheckpointMeta {
     version: u32,
     step: u64,
     threshold_count: u64,
+    /// The training data's fingerprint: a store's, or a streamed corpus's and its LM's.
     store_fingerprint: String,
     config: TrainConfig,
     last: Option<StepMetrics>,
+    /// The row source's position, for sources whose position is more than the step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    source: Option<serde_json::Value>,
+}
+
+/// A row source's part of a checkpoint: tensors and JSON written beside the model, in the
+/// same file, so the two are replaced together.
+#[derive(Default)]
+pub(crate) struct SourceState<'a> {
+    pub(crate) tensors: Vec<(&'static str, Out<'a>)>,
+    pub(crate) meta: Option<serde_json::Value>,
+}
+
+/// Where training rows come from.
+pub(crate) trait RowSource {
+    /// Replaces `out` with the raw (unscaled) rows of 0-based step `step`.
+    fn batch(&mut self, step: u64, rows: usize, out: &mut Vec<f32>) -> Result<()>;
+    /// What a checkpoint taken now must hold besides the model to resume this source.
+    fn checkpoint(&self) -> SourceState<'_>;
+}
+
+impl RowSource for crate::RowStream<'_> {
+    fn batch(&mut self, step: u64, rows: usize, out: &mut Vec<f32>) -> Result<()> {
+        // The order is a function of the position alone, so the step is all a resume needs.
+        self.seek(step * rows as u64);
+        self.next_batch(rows, out)
+    }
+
+    fn checkpoint(&self) -> SourceState<'_> {
+        SourceState::default()
+    }
+}
+
+/// What the rows are, recorded in the exported SAE.
+pub(crate) struct Provenance {
+    pub(crate) model: String,
+    pub(crate) layer: usize,
+    pub(crate) fingerprint: String,
 }
 
 const CHECKPOINT_VERSION: u32 = 1;
@@ -381,10 +427,9 @@ const LATENT_BLOCK: usize = 64;
 const META_KEY: &str = "saener_train";
 
 impl State {
-    /// A fresh model: input scale and `b_dec` from a sample of the training shards.
-    fn init(cfg: &TrainConfig, store: &StoreReader, train_shards: &[usize]) -> Result<Self> {
+    /// A fresh model: input scale and `b_dec` from `sample`, raw rows of the training data.
+    pub(crate) fn init(cfg: &TrainConfig, mut sample: Vec<f32>) -> Result<Self> {
         let d = cfg.d_in;
-        let mut sample = store.sample(train_shards, cfg.init_sample_rows, cfg.seed)?;
         let rows = sample.len() / d;
         let mean_norm = sample
             .chunks(d)
@@ -416,7 +461,13 @@ impl State {
         })
     }
 
-    fn save(&self, path: &Path, cfg: &TrainConfig, fingerprint: &str) -> Result<()> {
+    fn save(
+        &self,
+        path: &Path,
+        cfg: &TrainConfig,
+        fingerprint: &str,
+        source: SourceState<'_>,
+    ) -> Result<()> {
         let (d, n) = (self.params.d, self.params.n);
         let meta = CheckpointMeta {
             version: CHECKPOINT_VERSION,
@@ -425,6 +476,7 @@ impl State {
             store_fingerprint: fingerprint.to_owned(),
             config: cfg.clone(),
             last: self.last.clone(),
+            source: source.meta,
         };
         let p = &self.params;
         // Exact binary scalars: JSON float round trips are not guaranteed bit-exact.
@@ -450,12 +502,18 @@ impl State {
             list.push((adam_name(name, 'm'), Out::F32(&mo.m, shape.clone())));
             list.push((adam_name(name, 'v'), Out::F32(&mo.v, shape)));
         }
+        list.extend(source.tensors);
         let json = serde_json::to_string(&meta).expect("checkpoint meta serialises");
         tensors::write(path, list, HashMap::from([(META_KEY.to_owned(), json)]))
     }
 
-    fn load(path: &Path, cfg: &TrainConfig, fingerprint: &str) -> Result<Self> {
-        let file = tensors::In::read(path)?;
+    /// The state in checkpoint `file` (read from `path`), and its row source's JSON.
+    pub(crate) fn load(
+        file: &tensors::In,
+        path: &Path,
+        cfg: &TrainConfig,
+        fingerprint: &str,
+    ) -> Result<(Self, Option<serde_json::Value>)> {
         let json = file.metadata(META_KEY)?;
         let meta: CheckpointMeta = serde_json::from_str(&json).map_err(|source| Error::Json {
             path: path.to_owned(),
@@ -487,7 +545,9 @@ impl State {
         }
         if meta.store_fingerprint != fingerprint {
             return Err(mismatch(
-                "the store's contents differ from those the checkpoint was trained on".into(),
+                "the training data (store, or streamed text and LM) differ from those the \
+                 checkpoint was trained on"
+                    .into(),
             ));
         }
         let (d, n) = (cfg.d_in, cfg.d_sae);
@@ -498,7 +558,7 @@ impl State {
             })
         };
         let scalars = file.f64("scalars", &[3])?;
-        Ok(State {
+        let state = State {
             params: Params {
                 d,
                 n,
@@ -518,7 +578,8 @@ impl State {
             threshold_count: meta.threshold_count,
             elapsed_secs: scalars[2],
             last: meta.last,
-        })
+        };
+        Ok((state, meta.source))
     }
 
     /// One Adam step from the pass's gradients. Decoder-row gradients lose their component
@@ -605,7 +666,7 @@ impl State {
     fn export(
         &self,
         cfg: &TrainConfig,
-        store: &StoreReader,
+        provenance: &Provenance,
         stats: TrainingStats,
     ) -> Result<TrainedSae> {
         let (d, n) = (self.params.d, self.params.n);
@@ -633,9 +694,9 @@ impl State {
             d_sae: n,
             activation,
             input_scale: s,
-            model: store.meta().model.clone(),
-            layer: store.meta().layer,
-            store_fingerprint: store.fingerprint(),
+            model: provenance.model.clone(),
+            layer: provenance.layer,
+            store_fingerprint: provenance.fingerprint.clone(),
             train: cfg.clone(),
             stats,
         };
@@ -785,6 +846,9 @@ fn evaluate(sae: &TrainedSae, rows: &[f32], input_scale: f32) -> EvalStats {
     }
 }
 
+/// The checkpoint's file name in a run's output directory.
+pub(crate) const CHECKPOINT_FILE: &str = "checkpoint.safetensors";
+
 /// Trains an SAE on `store`, writing checkpoints, `metrics.csv` and the final SAE into
 /// `out_dir`, and resuming from `out_dir/checkpoint.safetensors` if present (its config, bar
 /// `checkpoint_every` and `eval_rows`, and its store must match, else
@@ -797,31 +861,91 @@ pub fn train(
     cfg: &TrainConfig,
     store: &StoreReader,
     out_dir: &Path,
-    mut on_step: impl FnMut(&StepMetrics) -> ControlFlow<()>,
+    on_step: impl FnMut(&StepMetrics) -> ControlFlow<()>,
 ) -> Result<TrainOutcome> {
-    cfg.validate(store)?;
+    cfg.validate_store(store)?;
     let n_shards = store.shards().len();
     let train_shards: Vec<usize> = (0..n_shards - cfg.eval_shards).collect();
     let eval_shards: Vec<usize> = (n_shards - cfg.eval_shards..n_shards).collect();
     std::fs::create_dir_all(out_dir).map_err(io_err(out_dir))?;
-    let ckpt = out_dir.join("checkpoint.safetensors");
+    let ckpt = out_dir.join(CHECKPOINT_FILE);
     let fingerprint = store.fingerprint();
-    let mut state = if ckpt.exists() {
-        State::load(&ckpt, cfg, &fingerprint)?
+    let state = if ckpt.exists() {
+        State::load(&tensors::In::read(&ckpt)?, &ckpt, cfg, &fingerprint)?.0
     } else {
-        State::init(cfg, store, &train_shards)?
+        State::init(
+            cfg,
+            store.sample(&train_shards, cfg.init_sample_rows, cfg.seed)?,
+        )?
     };
+    let stream = store.stream(&train_shards, cfg.seed, cfg.shuffle_window_shards)?;
+    let provenance = Provenance {
+        model: store.meta().model.clone(),
+        layer: store.meta().layer,
+        fingerprint,
+    };
+    run_to_end(
+        cfg,
+        state,
+        stream,
+        out_dir,
+        &provenance,
+        || store.read_rows(&eval_shards, cfg.eval_rows),
+        on_step,
+    )
+}
+
+/// Trains `state` to the end of the run on `source`'s rows (see [`run_steps`]), then exports
+/// the SAE into `out_dir`, evaluated on the raw rows that `held_out` returns (if any).
+pub(crate) fn run_to_end(
+    cfg: &TrainConfig,
+    mut state: State,
+    mut source: impl RowSource,
+    out_dir: &Path,
+    provenance: &Provenance,
+    held_out: impl FnOnce() -> Result<Vec<f32>>,
+    mut on_step: impl FnMut(&StepMetrics) -> ControlFlow<()>,
+) -> Result<TrainOutcome> {
+    let fingerprint = &provenance.fingerprint;
+    let steps = run_steps(
+        cfg,
+        &mut state,
+        &mut source,
+        out_dir,
+        fingerprint,
+        &mut on_step,
+    )?;
+    if let ControlFlow::Break(step) = steps {
+        return Ok(TrainOutcome::Stopped { step });
+    }
+    // The source's memory (a streaming buffer) goes before the evaluation's rows come.
+    drop(source);
+    let sae = finish(cfg, &state, provenance, &held_out()?, out_dir)?;
+    Ok(TrainOutcome::Finished(Box::new(sae)))
+}
+
+/// Runs the steps from `state.step` to the end of the run on `source`'s rows, appending to
+/// `out_dir/metrics.csv` (dropping rows past the checkpoint first) and checkpointing into
+/// `out_dir/checkpoint.safetensors` every `checkpoint_every` steps and at the end. Returns
+/// `Break(step)`, after a checkpoint, when `on_step` asked to stop before the end.
+fn run_steps(
+    cfg: &TrainConfig,
+    state: &mut State,
+    source: &mut impl RowSource,
+    out_dir: &Path,
+    fingerprint: &str,
+    on_step: &mut impl FnMut(&StepMetrics) -> ControlFlow<()>,
+) -> Result<ControlFlow<u64>> {
+    let ckpt = out_dir.join(CHECKPOINT_FILE);
     let mut csv = Csv::open(out_dir.join("metrics.csv"), state.step)?;
     let b = cfg.batch_size;
-    let mut stream = store.stream(&train_shards, cfg.seed, cfg.shuffle_window_shards)?;
-    stream.seek(state.step * b as u64);
     let total_steps = cfg.total_steps();
     let pass_cfg = cfg.pass_config();
     let mut pass = Pass::default();
     let mut batch = Vec::new();
     while state.step < total_steps {
         let t0 = Instant::now();
-        stream.next_batch(b, &mut batch)?;
+        source.batch(state.step, b, &mut batch)?;
         let s = state.input_scale;
         batch.iter_mut().for_each(|v| *v *= s);
         let dead: Vec<u32> = (0..cfg.d_sae as u32)
@@ -873,32 +997,42 @@ pub fn train(
         csv.row(&metrics)?;
         let stop = on_step(&metrics).is_break();
         state.last = Some(metrics);
-        if stop || state.step % cfg.checkpoint_every == 0 || state.step == total_steps {
+        if stop || state.step.is_multiple_of(cfg.checkpoint_every) || state.step == total_steps {
             csv.flush()?;
-            state.save(&ckpt, cfg, &fingerprint)?;
+            state.save(&ckpt, cfg, fingerprint, source.checkpoint())?;
         }
         if stop && state.step < total_steps {
-            return Ok(TrainOutcome::Stopped { step: state.step });
+            return Ok(ControlFlow::Break(state.step));
         }
     }
     csv.flush()?;
+    Ok(ControlFlow::Continue(()))
+}
+
+/// The finished run's SAE, evaluated on the raw rows `held_out` (if any), saved in `out_dir`.
+fn finish(
+    cfg: &TrainConfig,
+    state: &State,
+    provenance: &Provenance,
+    held_out: &[f32],
+    out_dir: &Path,
+) -> Result<TrainedSae> {
     let stats = TrainingStats {
         steps: state.step,
-        tokens: state.step * b as u64,
+        tokens: state.step * cfg.batch_size as u64,
         elapsed_secs: state.elapsed_secs,
         last_step: state.last.clone(),
         held_out: None,
     };
-    let mut sae = state.export(cfg, store, stats)?;
-    let held_out = store.read_rows(&eval_shards, cfg.eval_rows)?;
+    let mut sae = state.export(cfg, provenance, stats)?;
     if !held_out.is_empty() {
-        let eval = evaluate(&sae, &held_out, state.input_scale);
+        let eval = evaluate(&sae, held_out, state.input_scale);
         let (mut config, weights) = sae.into_parts();
         config.stats.held_out = Some(eval);
         sae = TrainedSae::new(config, weights)?;
     }
     sae.save(out_dir)?;
-    Ok(TrainOutcome::Finished(Box::new(sae)))
+    Ok(sae)
 }
 
 #[cfg(test)]
@@ -1131,7 +1265,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = synthetic_store(&dir.path().join("store"), 32, 2, 300);
         let cfg = small_config();
-        let mut state = State::init(&cfg, &store, &[0]).unwrap();
+        let sample = store.sample(&[0], cfg.init_sample_rows, cfg.seed).unwrap();
+        let mut state = State::init(&cfg, sample).unwrap();
+        let provenance = Provenance {
+            model: store.meta().model.clone(),
+            layer: store.meta().layer,
+            fingerprint: store.fingerprint(),
+        };
         assert!(
             (state.input_scale - 0.02).abs() < 0.015,
             "scale {}",
@@ -1161,7 +1301,7 @@ mod tests {
             last_step: None,
             held_out: None,
         };
-        let sae = state.export(&cfg, &store, stats.clone()).unwrap();
+        let sae = state.export(&cfg, &provenance, stats.clone()).unwrap();
         let codes = sae.encode(&raw);
         let recon = sae.decode(&codes);
         let d = cfg.d_in;
@@ -1193,7 +1333,7 @@ mod tests {
             activation: ActivationKind::BatchTopK,
             ..cfg
         };
-        let sae = state.export(&bt, &store, stats).unwrap();
+        let sae = state.export(&bt, &provenance, stats).unwrap();
         let p = &state.params;
         for (i, code) in sae.encode(&raw).iter().enumerate() {
             let x = &scaled[i * d..(i + 1) * d];

