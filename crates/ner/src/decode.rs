@@ -483,17 +483,22 @@ impl Decoder {
 }
 
 /// A run of words with one label: words `start..end` of a sentence, `score` the mean of
-/// their scores.
-pub(crate) struct Run {
+/// their scores. Public so that other word classifiers (the trained probes) make spans
+/// exactly as SAE-NER does.
+pub struct Run {
+    /// First word of the run, in its sentence.
     pub start: usize,
+    /// One past its last word.
     pub end: usize,
+    /// Index of its label in the decoder's label order.
     pub label: usize,
+    /// Mean of its words' scores.
     pub score: f64,
 }
 
 impl Run {
     /// The run as a span of sentence `s` (no evidence).
-    pub(crate) fn span(&self, s: usize, sentence: &Sentence, labels: &[String]) -> Span {
+    pub fn span(&self, s: usize, sentence: &Sentence, labels: &[String]) -> Span {
         Span {
             sentence: s,
             word_start: self.start,
@@ -509,7 +514,7 @@ impl Run {
 
 /// Entities from one sentence's word labels: each maximal run of words with the same label,
 /// split before word `w` where `starts(w, label)` says a new entity begins.
-pub(crate) fn entity_runs(
+pub fn entity_runs(
     word_labels: &[Option<(usize, f64)>],
     mut starts: impl FnMut(usize, usize) -> bool,
 ) -> Vec<Run> {

@@ -5,8 +5,6 @@
 //!   computing the words and their character offsets once.
 //! - [`eval`] scores predicted tags against gold tags, entity-level exact match, under both
 //!   seqeval-strict-IOB2 and conlleval counting, with an error breakdown.
-//! - [`mod@perturb`] makes controlled noisy copies of a gold corpus (dropped entities, moved
-//!   boundaries, spurious entities) for noise studies.
 //! - [`align`] maps the model's tokens to words by character overlap ([`Alignment`]).
 //! - [`calibrate`] counts, per SAE feature, how often it fires inside each entity type
 //!   ([`FeatureCounts`]); [`profile`] keeps the precise features as a JSON [`Profile`].
@@ -22,15 +20,14 @@
 //!   ([`Annotator`]).
 //! - [`pipeline`] loads the model, tokenizer, SAE and profiles once and checks them against
 //!   each other ([`Stack`], [`Pipeline`]); the CLI, server and Python package start there.
-//! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each
-//!   word's dense residual or SAE code ([`Probe`]).
-//! - [`tagger`] is the downstream tagger of the silver-data study: a linear-chain CRF over
-//!   frozen dense features ([`Tagger`]).
 //! - [`lexicon`] and [`label_free`] calibrate without an annotated corpus: a lexicon of
 //!   names per type (or a few examples' names) matched in unlabelled text ([`Lexicon`],
 //!   [`calibrate_from_lexicon`]).
 //! - [`report`] writes an evaluation as a self-contained HTML page with errors in context.
 //! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
+//!
+//! The experiments around the pipeline (trained probes, the downstream tagger, annotation
+//! noise, the silver-data study) are the `saener-study` crate.
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
 
@@ -47,17 +44,13 @@ pub mod fuzzing;
 pub mod gazetteer;
 pub mod label_free;
 pub mod lexicon;
-pub mod perturb;
 pub mod pipeline;
-pub mod probe;
 pub mod profile;
 pub mod report;
-pub mod tagger;
 mod tags;
 #[cfg(test)]
 mod test_support;
 pub mod tune;
-mod weights;
 
 pub use align::{Alignment, WordPooling};
 pub use annotate::{pieces, Annotation, Annotator, CharSlicer, EntityRecord, Piece, PIECE_BYTES};
@@ -83,12 +76,9 @@ pub use label_free::{
     PuNbTrial, PuRecall, PuTrial,
 };
 pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
-pub use perturb::{perturb, PerturbKind};
 pub use pipeline::{CodeCache, NamedProfile, Pipeline, PipelineError, Stack, StackConfig};
-pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
 pub use profile::{Origin, Profile, Row};
 pub use report::{html_report, ReportInput};
-pub use tagger::{Tagger, TaggerMeta, TaggerOptions};
 pub use tune::{sweep, Grid, Trial};
 
 /// Errors of the NER stage. Each names the file, line and field at fault (or, for metrics,

@@ -1,6 +1,7 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{
-    evaluate_corpus, word_classes, Corpus, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures,
+use saener_ner::{evaluate_corpus, Corpus};
+use saener_study::{
+    dense_words, word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures,
 };
 use std::path::PathBuf;
 
@@ -114,7 +115,7 @@ fn features(
             let encoded = encode(stack, corpus.clone(), cache)?;
             WordFeatures::sparse(&encoded, stack.sae.config().d_sae)
         }
-        ProbeInput::Dense => stack.dense_words(corpus, &cache.config())?,
+        ProbeInput::Dense => dense_words(stack, corpus, &cache.config())?,
     })
 }
 

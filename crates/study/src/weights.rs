@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::{Error, Result};
+use saener_ner::{Error, Result};
 
 /// Writes `tensors` (name, shape, row-major values) and `meta` under `key`.
 pub(crate) fn save(
