@@ -6,6 +6,8 @@
 //! - [`eval`] scores predicted tags against gold tags, entity-level exact match, under both
 //!   seqeval-strict-IOB2 and conlleval counting, with an error breakdown.
 //! - [`align`] maps the model's tokens to words by character overlap ([`Alignment`]).
+//! - [`params`] holds the parameters of calibration and of both decoders, and the profile's
+//!   kept [`Row`]s, which the modules below share.
 //! - [`calibrate`] counts, per SAE feature, how often it fires inside each entity type
 //!   ([`FeatureCounts`]); [`profile`] keeps the precise features as a JSON [`Profile`].
 //! - [`codes`] runs the model and the SAE over a corpus once and caches every token's code
@@ -13,7 +15,7 @@
 //! - [`bayes`] is the count-based naive-Bayes decoder: log-odds of every firing feature of a
 //!   word and its neighbours, tags decoded jointly ([`NaiveBayes`], [`nb_sweep`]).
 //! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
-//!   evidence ([`Decoder`]).
+//!   evidence ([`Decoder`], one variant per decoder).
 //! - [`contexts`] finds each kept feature's top-activating calibration contexts, stored in
 //!   the profile to explain what the feature reads.
 //! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
@@ -44,6 +46,7 @@ pub mod fuzzing;
 pub mod gazetteer;
 pub mod label_free;
 pub mod lexicon;
+pub mod params;
 pub mod pipeline;
 pub mod profile;
 pub mod report;
@@ -54,8 +57,8 @@ pub mod tune;
 
 pub use align::{Alignment, WordPooling};
 pub use annotate::{pieces, Annotation, Annotator, CharSlicer, EntityRecord, Piece, PIECE_BYTES};
-pub use bayes::{nb_sweep, NaiveBayes, NbCounts, NbGrid, NbParams, NbTrial};
-pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
+pub use bayes::{nb_sweep, NaiveBayes, NbCounts, NbGrid, NbTrial};
+pub use calibrate::FeatureCounts;
 pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
 pub use contexts::{set_contexts_json, top_contexts, FeatureContext};
 pub use corpus::{
@@ -64,8 +67,8 @@ pub use corpus::{
     TagScheme, TextMode, Warning, Word,
 };
 pub use decode::{
-    predicted_corpus, predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence,
-    Span, MAX_EVIDENCE,
+    predicted_corpus, predicted_document, Activations, Decoder, Evidence, NbDecoder, Span,
+    VoteDecoder, MAX_EVIDENCE,
 };
 pub use eval::{
     evaluate, evaluate_corpus, judge_corpus, ErrorBreakdown, EvalReport, Judged, NoiseRates,
@@ -76,8 +79,11 @@ pub use label_free::{
     PuNbTrial, PuRecall, PuTrial,
 };
 pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
+pub use params::{
+    CalibrationParams, Combine, CountedTokens, DecodeParams, NbParams, Row, Smoothing,
+};
 pub use pipeline::{CodeCache, NamedProfile, Pipeline, PipelineError, Stack, StackConfig};
-pub use profile::{Origin, Profile, Row};
+pub use profile::{Origin, Profile};
 pub use report::{html_report, ReportInput};
 pub use tune::{sweep, Grid, Trial};
 
@@ -148,3 +154,12 @@ pub enum Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An [`Error::Argument`]: `name` should be `expected` but is `found`.
+pub(crate) fn argument(name: &str, expected: &str, found: impl ToString) -> Error {
+    Error::Argument {
+        name: name.to_string(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}

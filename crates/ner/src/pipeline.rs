@@ -17,7 +17,7 @@ use saener_sae::Sae;
 use crate::annotate::Annotator;
 use crate::codes::{CodeEncoder, EncodedCorpus, WordRows};
 use crate::corpus::Corpus;
-use crate::decode::DecodeParams;
+use crate::params::DecodeParams;
 use crate::profile::{Origin, Profile};
 
 /// Errors of loading a pipeline and of checking a profile against it. The messages are the

@@ -5,10 +5,11 @@
 use serde::Serialize;
 
 use crate::align::WordPooling;
-use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
+use crate::calibrate::FeatureCounts;
 use crate::codes::EncodedCorpus;
-use crate::decode::{Combine, DecodeParams, Decoder};
+use crate::decode::Decoder;
 use crate::eval::evaluate_corpus;
+use crate::params::{CalibrationParams, Combine, CountedTokens, DecodeParams, Smoothing};
 use crate::profile::{Origin, Profile};
 use crate::{Error, Result};
 
