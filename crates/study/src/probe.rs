@@ -24,7 +24,12 @@ use crate::weights;
 
 /// Version of the probe file layout.
 const FORMAT: u32 = 1;
-const METADATA_KEY: &str = "saener_probe";
+/// The probe's weights file: metadata key, name and layout version.
+const FILE: weights::Kind = weights::Kind {
+    key: "saener_probe",
+    what: "probe metadata",
+    format: FORMAT,
+};
 
 /// What a probe reads at each word's last token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -282,7 +287,7 @@ impl Probe {
         let meta = serde_json::to_string(&self.meta).expect("metadata serializes");
         weights::save(
             path.as_ref(),
-            METADATA_KEY,
+            FILE.key,
             meta,
             &[
                 ("weight", vec![self.d, n_classes], &self.weight),
@@ -295,12 +300,7 @@ impl Probe {
 
     /// Reads a probe written by [`Probe::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Probe> {
-        let mut file = weights::load(path.as_ref(), METADATA_KEY)?;
-        let meta: ProbeMeta = serde_json::from_str(&file.meta)
-            .map_err(|e| file.invalid(METADATA_KEY, "probe metadata", e.to_string()))?;
-        if meta.format != FORMAT {
-            return Err(file.invalid("format", "1", meta.format.to_string()));
-        }
+        let (mut file, meta) = weights::read(path.as_ref(), &FILE, |m: &ProbeMeta| m.format)?;
         let n_classes = meta.labels.len() + 1;
         let d = file.shape("weight")?[0];
         Ok(Probe {

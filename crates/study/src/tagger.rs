@@ -28,7 +28,12 @@ use crate::probe::{standardisation, Adam};
 use crate::weights;
 
 const FORMAT: u32 = 1;
-const METADATA_KEY: &str = "saener_tagger";
+/// The tagger's weights file: metadata key, name and layout version.
+const FILE: weights::Kind = weights::Kind {
+    key: "saener_tagger",
+    what: "tagger metadata",
+    format: FORMAT,
+};
 
 /// Training settings; the study keeps them fixed across runs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -480,7 +485,7 @@ impl Tagger {
         let meta = serde_json::to_string(&self.meta).expect("metadata serializes");
         weights::save(
             path.as_ref(),
-            METADATA_KEY,
+            FILE.key,
             meta,
             &[
                 ("emission", vec![blocks, t, d], &self.emission),
@@ -496,12 +501,7 @@ impl Tagger {
 
     /// Reads a tagger written by [`Tagger::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Tagger> {
-        let mut file = weights::load(path.as_ref(), METADATA_KEY)?;
-        let meta: TaggerMeta = serde_json::from_str(&file.meta)
-            .map_err(|e| file.invalid(METADATA_KEY, "tagger metadata", e.to_string()))?;
-        if meta.format != FORMAT {
-            return Err(file.invalid("format", "1", meta.format.to_string()));
-        }
+        let (mut file, meta) = weights::read(path.as_ref(), &FILE, |m: &TaggerMeta| m.format)?;
         let t = TagSet::new(meta.labels.len()).n;
         let blocks = 2 * meta.options.window + 1;
         let d = file.shape("shift")?.first().copied().unwrap_or(0);
