@@ -955,6 +955,26 @@ pub struct NbGrid {
     pub viterbi: Vec<bool>,
 }
 
+impl NbGrid {
+    /// The grid's first point for `n_labels` types, as `(τ, offset weights, scalars)`: what
+    /// calibration uses without a dev set to choose on. The word itself weighs 1, each
+    /// neighbour its first weight.
+    pub fn first(&self, n_labels: usize) -> (f32, Vec<(i32, f64)>, NbParams) {
+        let weights = std::iter::once((0, 1.0))
+            .chain(self.weights.iter().map(|(o, w)| (*o, w[0])))
+            .collect();
+        let params = NbParams {
+            alpha: self.alphas[0],
+            s_min: self.s_mins[0],
+            scale: self.scales[0],
+            absence: self.absences[0],
+            bias: vec![self.biases[0]; n_labels],
+            viterbi: self.viterbi[0],
+        };
+        (self.taus[0], weights, params)
+    }
+}
+
 /// One naive-Bayes grid point's dev result (strict, micro).
 #[derive(Debug, Clone, Serialize)]
 pub struct NbTrial {

@@ -5,9 +5,10 @@ use saener_study::{
 };
 use std::path::PathBuf;
 
-use crate::commands::calibrate::serde_name;
 use crate::commands::eval::Outputs;
-use crate::commands::stack::{encode, read_corpus, CacheArgs, Context, Stack, StackArgs};
+use crate::commands::stack::{
+    encode, read_corpus, serde_name, CacheArgs, Context, Stack, StackArgs,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
