@@ -1,7 +1,8 @@
 //! `saener`: zero-shot named-entity recognition read off sparse-autoencoder features.
 //!
 //! This binary only parses arguments and prints; the work lives in the library crates
-//! (`saener-lm`, `saener-sae`, `saener-train`, `saener-corpora`, `saener-ner`).
+//! (`saener-lm`, `saener-sae`, `saener-train`, `saener-corpora`, `saener-ner`,
+//! `saener-study`).
 
 mod commands;
 

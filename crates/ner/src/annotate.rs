@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::align::Alignment;
 use crate::corpus::Document;
-use crate::decode::{Activations, DecodeParams, Decoder, Evidence, Span};
+use crate::decode::{Activations, Decoder, Evidence, Span};
+use crate::params::DecodeParams;
 use crate::profile::Profile;
 use crate::{Error, Result};
 

@@ -39,8 +39,8 @@ use crate::calibrate::count_documents;
 use crate::codes::EncodedCorpus;
 use crate::corpus::{Corpus, Document, Entity};
 use crate::eval::{evaluate_corpus, Prf};
-use crate::profile::Row;
-use crate::{Error, Result};
+use crate::params::{NbParams, Row};
+use crate::{argument, Error, Result};
 
 const NONE: u32 = u32::MAX;
 
@@ -632,18 +632,6 @@ fn regroup_classes<T: Copy + Default + std::ops::AddAssign>(
     regrouped
 }
 
-/// The scalars of a [`NaiveBayes`] model besides its counts and offset weights.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct NbParams {
-    pub alpha: f64,
-    pub s_min: u32,
-    pub scale: f64,
-    pub absence: f64,
-    /// Per label, in the counts' label order.
-    pub bias: Vec<f64>,
-    pub viterbi: bool,
-}
-
 /// A [`NaiveBayes`] model prepared for scoring: dense log-odds per kept feature.
 #[derive(Debug, Clone)]
 pub(crate) struct Scorer {
@@ -967,6 +955,26 @@ pub struct NbGrid {
     pub viterbi: Vec<bool>,
 }
 
+impl NbGrid {
+    /// The grid's first point for `n_labels` types, as `(τ, offset weights, scalars)`: what
+    /// calibration uses without a dev set to choose on. The word itself weighs 1, each
+    /// neighbour its first weight.
+    pub fn first(&self, n_labels: usize) -> (f32, Vec<(i32, f64)>, NbParams) {
+        let weights = std::iter::once((0, 1.0))
+            .chain(self.weights.iter().map(|(o, w)| (*o, w[0])))
+            .collect();
+        let params = NbParams {
+            alpha: self.alphas[0],
+            s_min: self.s_mins[0],
+            scale: self.scales[0],
+            absence: self.absences[0],
+            bias: vec![self.biases[0]; n_labels],
+            viterbi: self.viterbi[0],
+        };
+        (self.taus[0], weights, params)
+    }
+}
+
 /// One naive-Bayes grid point's dev result (strict, micro).
 #[derive(Debug, Clone, Serialize)]
 pub struct NbTrial {
@@ -1233,60 +1241,11 @@ fn predict(
     }
 }
 
-fn argument(name: &str, expected: &str, found: impl ToString) -> Error {
-    Error::Argument {
-        name: name.to_string(),
-        expected: expected.to_string(),
-        found: found.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::decode::{Activations, Decoder};
-    use crate::profile::Profile;
-    use crate::test_support::{code, conll, one_token_per_word, profile};
-    use crate::DecodeParams;
-
-    /// "Angela Merkel visited Paris" (B-PER I-PER O B-LOC), one token per word: feature 1
-    /// fires on both names' words, 2 on Merkel and "visited", 3 on Paris.
-    fn toy() -> EncodedCorpus {
-        let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n");
-        let document = &corpus.documents[0];
-        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
-        let codes = vec![
-            code(&[(9, 500.0)]),
-            code(&[(1, 2.0)]),
-            code(&[(1, 1.0), (2, 3.0)]),
-            code(&[(2, 1.0)]),
-            code(&[(3, 4.0)]),
-        ];
-        EncodedCorpus {
-            corpus,
-            alignments: vec![alignment],
-            codes: vec![codes],
-        }
-    }
-
-    fn labels() -> Vec<String> {
-        vec!["PER".into(), "LOC".into()]
-    }
-
-    fn params() -> NbParams {
-        NbParams {
-            alpha: 1.0,
-            s_min: 1,
-            scale: 1.0,
-            absence: 1.0,
-            bias: vec![0.0, 0.0],
-            viterbi: true,
-        }
-    }
-
-    fn counts() -> NbCounts {
-        NbCounts::from_corpus(&toy(), 16, labels(), vec![0.0, 1.5], vec![1, 0], None).unwrap()
-    }
+    use crate::params::NbParams;
+    use crate::test_support::{nb_counts, nb_labels, nb_params, nb_toy};
 
     fn row(table: &OffsetTable, feature: u32) -> Vec<u32> {
         let row = table.features.iter().find(|r| r.feature == feature);
@@ -1295,8 +1254,8 @@ mod tests {
 
     #[test]
     fn counts_words_neighbours_and_transitions() {
-        let model = counts()
-            .model(0.0, &[(0, 1.0), (1, 0.5)], &params())
+        let model = nb_counts()
+            .model(0.0, &[(0, 1.0), (1, 0.5)], &nb_params())
             .unwrap();
         assert_eq!(model.classes, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]);
         let (own, next) = (&model.offsets[0], &model.offsets[1]);
@@ -1315,45 +1274,53 @@ mod tests {
         assert_eq!(model.transitions[1 + 2], [1, 0, 0, 0, 0]);
         // At τ = 1.5 only Angela's f1, Merkel's f2 and Paris's f3 fire; s_min 2 then
         // drops every feature.
-        let high = counts().model(1.5, &[(0, 1.0)], &params()).unwrap();
+        let high = nb_counts().model(1.5, &[(0, 1.0)], &nb_params()).unwrap();
         assert_eq!(row(&high.offsets[0], 1), [0, 1, 0, 0, 0]);
         let sparse = NbParams {
             s_min: 2,
-            ..params()
+            ..nb_params()
         };
-        assert!(
-            counts().model(1.5, &[(0, 1.0)], &sparse).unwrap().offsets[0]
-                .features
-                .is_empty()
-        );
-        assert!(counts().model(0.5, &[(0, 1.0)], &params()).is_err());
-        assert!(counts().model(0.0, &[(2, 1.0)], &params()).is_err());
+        assert!(nb_counts()
+            .model(1.5, &[(0, 1.0)], &sparse)
+            .unwrap()
+            .offsets[0]
+            .features
+            .is_empty());
+        assert!(nb_counts().model(0.5, &[(0, 1.0)], &nb_params()).is_err());
+        assert!(nb_counts().model(0.0, &[(2, 1.0)], &nb_params()).is_err());
     }
 
     #[test]
     fn masked_words_are_left_out_and_a_model_rebuilds_from_its_recipe() {
         let weights = [(0, 1.0), (1, 0.5)];
-        let all = counts().model(0.0, &weights, &params()).unwrap();
+        let all = nb_counts().model(0.0, &weights, &nb_params()).unwrap();
         let everything = vec![vec![true; 4]];
         let same = NbCounts::from_corpus(
-            &toy(),
+            &nb_toy(),
             16,
-            labels(),
+            nb_labels(),
             vec![0.0],
             vec![0, 1],
             Some(&everything),
         )
         .unwrap()
-        .model(0.0, &weights, &params())
+        .model(0.0, &weights, &nb_params())
         .unwrap();
         assert_eq!(same, all);
         // Only "visited Paris" kept: Angela and Merkel count nowhere, but "visited" still
         // sees Paris's f3 at +1.
         let tail = vec![vec![false, false, true, true]];
-        let part = NbCounts::from_corpus(&toy(), 16, labels(), vec![0.0], vec![0, 1], Some(&tail))
-            .unwrap()
-            .model(0.0, &weights, &params())
-            .unwrap();
+        let part = NbCounts::from_corpus(
+            &nb_toy(),
+            16,
+            nb_labels(),
+            vec![0.0],
+            vec![0, 1],
+            Some(&tail),
+        )
+        .unwrap()
+        .model(0.0, &weights, &nb_params())
+        .unwrap();
         assert_eq!(part.offsets[0].words, [1, 0, 0, 1, 0]);
         assert_eq!(row(&part.offsets[0], 2), [1, 0, 0, 0, 0]);
         assert_eq!(row(&part.offsets[1], 3), [1, 0, 0, 0, 0]);
@@ -1366,18 +1333,18 @@ mod tests {
             bias: vec![-2.0, 1.5],
             s_min: 1,
             viterbi: false,
-            ..params()
+            ..nb_params()
         };
-        let model = counts().model(0.0, &weights, &biased).unwrap();
-        let (w, p) = model.recipe(&labels(), 1);
+        let model = nb_counts().model(0.0, &weights, &biased).unwrap();
+        let (w, p) = model.recipe(&nb_labels(), 1);
         assert_eq!((w.as_slice(), &p), (&weights[..], &biased));
-        assert_eq!(counts().model(0.0, &w, &p).unwrap(), model);
+        assert_eq!(nb_counts().model(0.0, &w, &p).unwrap(), model);
     }
 
     #[test]
     fn scores_match_a_hand_computation() {
-        let model = counts().model(0.0, &[(0, 1.0)], &params()).unwrap();
-        let scorer = Scorer::new(&model, &labels(), 16);
+        let model = nb_counts().model(0.0, &[(0, 1.0)], &nb_params()).unwrap();
+        let scorer = Scorer::new(&model, &nb_labels(), 16);
         // One word on which only feature 1 fires. With α = 1, P(f|c) = (n + 1)/(N_c + 2):
         // under B-PER (N = 1) P(f1) = 2/3, P(f2) = P(f3) = 1/3; under O, P(f2) = 2/3 and
         // P(f1) = P(f3) = 1/3; under I-LOC (N = 0) every P is 1/2.
@@ -1406,8 +1373,8 @@ mod tests {
 
     #[test]
     fn decoding_never_emits_invalid_iob2() {
-        let model = counts().model(0.0, &[(0, 1.0)], &params()).unwrap();
-        let scorer = Scorer::new(&model, &labels(), 16);
+        let model = nb_counts().model(0.0, &[(0, 1.0)], &nb_params()).unwrap();
+        let scorer = Scorer::new(&model, &nb_labels(), 16);
         let mut seed = 7;
         for n in 0..60 {
             // I- tags get high scores, to tempt both modes into invalid sequences.
@@ -1430,8 +1397,8 @@ mod tests {
 
     #[test]
     fn viterbi_prefers_counted_transitions() {
-        let model = counts().model(0.0, &[(0, 1.0)], &params()).unwrap();
-        let scorer = Scorer::new(&model, &labels(), 16);
+        let model = nb_counts().model(0.0, &[(0, 1.0)], &nb_params()).unwrap();
+        let scorer = Scorer::new(&model, &nb_labels(), 16);
         // Word 1 slightly prefers B-PER to I-PER; after a B-PER, the counted B-PER → I-PER
         // transition wins jointly while greedy decoding starts a second entity.
         let mut scores = vec![0.0; 10];
@@ -1443,116 +1410,26 @@ mod tests {
         assert_eq!(tag_spans(&[1, 2]), [(0, 2, 0)]);
     }
 
-    fn nb_profile(viterbi: bool) -> Profile {
-        let nb = NbParams {
-            viterbi,
-            ..params()
-        };
-        let model = counts().model(0.0, &[(0, 1.0), (1, 1.0)], &nb).unwrap();
-        Profile {
-            d_sae: 16,
-            naive_bayes: Some(model),
-            ..profile(&["PER", "LOC"], &[], &[], DecodeParams::default())
-        }
-    }
-
-    #[test]
-    fn profiles_decode_with_evidence_and_round_trip() {
-        let encoded = toy();
-        let profile = nb_profile(true);
-        assert_eq!(profile.features(), [1, 2, 3]);
-        let json = profile.to_json();
-        assert!(json.contains("\"1: 0 1 1 0 0\""), "{json}");
-        assert_eq!(Profile::parse(&json, "nb.json").unwrap(), profile);
-        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
-        let spans = &decoder.decode_corpus(&encoded).unwrap()[0];
-        // Its own calibration sentence comes back.
-        let found: Vec<(usize, usize, &str)> = spans
-            .iter()
-            .map(|s| (s.word_start, s.word_end, s.label.as_str()))
-            .collect();
-        assert_eq!(found, [(0, 2, "PER"), (3, 4, "LOC")]);
-        for span in spans {
-            assert!(span.score > 0.0 && span.score <= 1.0);
-            let gains: Vec<f64> = span.evidence.iter().map(|e| e.log_odds.unwrap()).collect();
-            assert!(!gains.is_empty() && gains.iter().all(|&g| g > 0.0));
-            assert!(gains.windows(2).all(|w| w[0] >= w[1]), "{gains:?}");
-        }
-        assert_eq!(spans[1].evidence[0].feature, 3);
-        assert_eq!(spans[1].evidence[0].precision, 1.0);
-        let nb = profile.naive_bayes.as_ref().unwrap();
-        let rows: Vec<(String, u32, u32)> = nb
-            .type_rows(2, &profile.labels)
-            .into_iter()
-            .map(|r| (r.label, r.hits, r.support))
-            .collect();
-        assert_eq!(rows, [("PER".into(), 1, 2), ("LOC".into(), 0, 2)]);
-        assert!(nb.type_rows(9, &profile.labels).is_empty());
-        // Only the profile's features, as annotation encodes them, decode the same.
-        let features = profile.features();
-        let dense: Vec<f32> = encoded.codes[0]
-            .iter()
-            .flat_map(|c| {
-                features.iter().map(|f| match c.ids.binary_search(f) {
-                    Ok(i) => c.values[i],
-                    Err(_) => 0.0,
-                })
-            })
-            .collect();
-        let from_dense = decoder
-            .decode(
-                &encoded.corpus.documents[0],
-                &encoded.alignments[0],
-                Activations::Dense(&dense),
-            )
-            .unwrap();
-        assert_eq!(&from_dense, spans);
-    }
-
     #[test]
     fn regrouped_counts_equal_counting_the_relabelled_corpus() {
         let count = |encoded: &EncodedCorpus, labels: Vec<String>| {
             NbCounts::from_corpus(encoded, 16, labels, vec![0.0, 1.5], vec![1, 0], None).unwrap()
         };
         // LOC dropped to O: the same as counting PER alone (other labels count as O).
-        let per_only = counts().regrouped(vec!["PER".into()], &[0, 1, 2, 0, 0]);
-        assert_eq!(per_only.unwrap(), count(&toy(), vec!["PER".into()]));
+        let per_only = nb_counts().regrouped(vec!["PER".into()], &[0, 1, 2, 0, 0]);
+        assert_eq!(per_only.unwrap(), count(&nb_toy(), vec!["PER".into()]));
         // Both types merged into one.
-        let mut merged_corpus = toy();
+        let mut merged_corpus = nb_toy();
         for e in &mut merged_corpus.corpus.documents[0].sentences[0].entities {
             e.label = "NAME".into();
         }
-        let merged = counts().regrouped(vec!["NAME".into()], &[0, 1, 2, 1, 2]);
+        let merged = nb_counts().regrouped(vec!["NAME".into()], &[0, 1, 2, 1, 2]);
         assert_eq!(merged.unwrap(), count(&merged_corpus, vec!["NAME".into()]));
-        assert!(counts()
+        assert!(nb_counts()
             .regrouped(vec!["PER".into()], &[0, 1, 2, 3, 0])
             .is_err());
-        assert!(counts()
+        assert!(nb_counts()
             .regrouped(vec!["PER".into()], &[1, 1, 2, 0, 0])
             .is_err());
-    }
-
-    #[test]
-    fn malformed_tables_name_the_field() {
-        let mut bad = nb_profile(false);
-        bad.naive_bayes.as_mut().unwrap().offsets[0].features[0].counts[1] = 9;
-        let err = Profile::parse(&bad.to_json(), "nb.json")
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("naive_bayes.offsets[0].features[0].counts"),
-            "{err}"
-        );
-        let mut bad = nb_profile(false);
-        bad.naive_bayes.as_mut().unwrap().classes.pop();
-        let err = Profile::parse(&bad.to_json(), "nb.json")
-            .unwrap_err()
-            .to_string();
-        assert!(err.contains("naive_bayes.classes"), "{err}");
-        let json = nb_profile(false)
-            .to_json()
-            .replace("\"1: 0 1 1 0 0\"", "\"1 0 1\"");
-        let err = Profile::parse(&json, "nb.json").unwrap_err().to_string();
-        assert!(err.contains("expected \"feature: counts"), "{err}");
     }
 }

@@ -4,8 +4,9 @@
 //!    f fires (activation `> τ`, the profile's τ). A token's score for t combines its votes
 //!    ([`Combine`]); no vote is score 0.
 //! 2. **Words.** A word pools each type's score over the tokens overlapping it
-//!    ([`WordPooling`]); its label is the best type (the first in the profile's label order
-//!    on ties) if that score is at least the decision threshold, else O.
+//!    ([`WordPooling`](crate::WordPooling)); its label is the best type (the first in the
+//!    profile's label order on ties) if that score is at least the decision threshold,
+//!    else O.
 //! 3. **Spans.** Within a sentence, a run of words with the same label is one entity, split
 //!    before a word whose marking token fires a boundary feature of that type (profiles
 //!    calibrated with boundaries; the token read is the one calibration counted, see
@@ -15,19 +16,20 @@
 //!    each once with its highest activation, by precision (highest first; then activation),
 //!    at most [`MAX_EVIDENCE`].
 //!
-//! A profile with a `naive_bayes` section is decoded by [`crate::bayes`] instead: the same
-//! firing features, read as log-odds of IOB2 tags of each word and its neighbours.
+//! A profile with a `naive_bayes` section is decoded by [`crate::bayes`] instead
+//! ([`Decoder::NaiveBayes`]): the same firing features, read as log-odds of IOB2 tags of each
+//! word and its neighbours.
 
 use saener_sae::SparseCode;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use rayon::prelude::*;
 
-use crate::align::{Alignment, WordPooling};
+use crate::align::Alignment;
 use crate::bayes::{tag_spans, word_features, Scorer};
-use crate::calibrate::CountedTokens;
 use crate::codes::EncodedCorpus;
 use crate::corpus::{Corpus, Document, Entity, Sentence};
+use crate::params::{Combine, CountedTokens, DecodeParams};
 use crate::profile::Profile;
 use crate::{Error, Result};
 
@@ -35,66 +37,6 @@ use crate::{Error, Result};
 pub const MAX_EVIDENCE: usize = 10;
 
 const NO_COLUMN: u32 = u32::MAX;
-
-/// How a token's votes for one type combine into its score.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Combine {
-    /// The highest precision among the votes.
-    Max,
-    /// `1 − Π(1 − p)`: votes as independent detectors, so agreeing weak features add up.
-    /// The default: it measured better than `Max` in the prototype (FINDINGS.md), where
-    /// few single features are clean.
-    #[default]
-    NoisyOr,
-}
-
-/// Decoding parameters; they need no recalibration, so sweeps change them freely.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct DecodeParams {
-    pub combine: Combine,
-    pub pooling: WordPooling,
-    /// Minimum word score for a label, in `(0, 1]`.
-    pub threshold: f64,
-    /// Hysteresis: a word next to an entity of type t joins it when its score for t is at
-    /// least this (below `threshold`), so a weak inner word ("Health" in "World Health
-    /// Organization") does not split a name. `None`: no extension.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub extend: Option<f64>,
-}
-
-impl Default for DecodeParams {
-    fn default() -> Self {
-        DecodeParams {
-            combine: Combine::default(),
-            pooling: WordPooling::default(),
-            threshold: 0.5,
-            extend: None,
-        }
-    }
-}
-
-impl DecodeParams {
-    pub(crate) fn validate(&self) -> Result<()> {
-        if !(self.threshold > 0.0 && self.threshold <= 1.0) {
-            return Err(Error::Argument {
-                name: "decision threshold".into(),
-                expected: "a number in (0, 1]".into(),
-                found: self.threshold.to_string(),
-            });
-        }
-        if let Some(extend) = self.extend {
-            if !(extend > 0.0 && extend <= self.threshold) {
-                return Err(Error::Argument {
-                    name: "extension threshold".into(),
-                    expected: format!("a number in (0, threshold = {}]", self.threshold),
-                    found: extend.to_string(),
-                });
-            }
-        }
-        Ok(())
-    }
-}
 
 /// One document's feature activations, one row per token of its alignment (BOS row 0
 /// included; it never votes).
@@ -140,17 +82,35 @@ pub struct Span {
     pub evidence: Vec<Evidence>,
 }
 
-/// A profile prepared for decoding.
+/// A profile prepared for decoding: one variant per decoder, chosen by the profile (a
+/// `naive_bayes` section selects naive Bayes; without one its rows vote).
 #[derive(Debug, Clone)]
-pub struct Decoder {
+pub enum Decoder {
+    /// The precision-vote decoder of the [module docs](self).
+    Vote(VoteDecoder),
+    /// The count-based naive-Bayes decoder ([`crate::bayes`]).
+    NaiveBayes(NbDecoder),
+}
+
+/// The profile features a decoder reads and its firing threshold: what both decoders need
+/// to find the features that fire on a token.
+#[derive(Debug, Clone)]
+struct Columns {
     labels: Vec<String>,
     tau: f32,
-    params: DecodeParams,
     /// `Profile::features()`: column `c` is feature `features[c]`.
     features: Vec<u32>,
     /// Per SAE feature: its column, or `NO_COLUMN` (a table, not a search: it is looked up
     /// for every active feature of every token).
     column_of: Vec<u32>,
+}
+
+/// The precision-vote decoder: a profile's rows as votes per column. Made by
+/// [`Decoder::new`].
+#[derive(Debug, Clone)]
+pub struct VoteDecoder {
+    columns: Columns,
+    params: DecodeParams,
     /// Per column: the (label index, precision) votes of its type rows.
     votes: Vec<Vec<(usize, f64)>>,
     /// Per column: the label indices it is a boundary feature of; empty if the profile has
@@ -158,12 +118,19 @@ pub struct Decoder {
     starts: Vec<Vec<usize>>,
     /// Which token of a word boundary features are read on (the one calibration counted).
     boundary_token: CountedTokens,
-    /// The naive-Bayes decoder, for profiles that have one.
-    naive_bayes: Option<Scorer>,
+}
+
+/// The naive-Bayes decoder: a profile's `naive_bayes` tables as dense log-odds. Made by
+/// [`Decoder::new`].
+#[derive(Debug, Clone)]
+pub struct NbDecoder {
+    columns: Columns,
+    scorer: Scorer,
 }
 
 impl Decoder {
-    /// Prepares `profile` for decoding with `params` (usually `profile.decoding`).
+    /// Prepares `profile` for decoding with `params` (usually `profile.decoding`; checked
+    /// for either decoder, though only the vote decoder reads them).
     pub fn new(profile: &Profile, params: DecodeParams) -> Result<Decoder> {
         profile.validate("profile")?;
         params.validate()?;
@@ -172,38 +139,26 @@ impl Decoder {
         for (c, &f) in features.iter().enumerate() {
             column_of[f as usize] = c as u32;
         }
-        let column = |f: u32| column_of[f as usize] as usize;
-        let label = |l: &str| {
-            profile
-                .labels
-                .iter()
-                .position(|x| x == l)
-                .expect("validated")
-        };
-        let mut votes = vec![Vec::new(); features.len()];
-        for row in &profile.rows {
-            votes[column(row.feature)].push((label(&row.label), row.precision));
-        }
-        // Empty without boundary rows, so that decoding skips the boundary checks.
-        let mut starts =
-            vec![Vec::new(); features.len() * usize::from(!profile.boundary_rows.is_empty())];
-        for row in &profile.boundary_rows {
-            starts[column(row.feature)].push(label(&row.label));
-        }
-        Ok(Decoder {
+        let columns = Columns {
             labels: profile.labels.clone(),
             tau: profile.calibration.tau,
-            params,
             features,
             column_of,
-            votes,
-            starts,
-            boundary_token: profile.counted_tokens,
-            naive_bayes: profile
-                .naive_bayes
-                .as_ref()
-                .map(|nb| Scorer::new(nb, &profile.labels, profile.d_sae)),
+        };
+        Ok(match &profile.naive_bayes {
+            Some(nb) => Decoder::NaiveBayes(NbDecoder {
+                scorer: Scorer::new(nb, &profile.labels, profile.d_sae),
+                columns,
+            }),
+            None => Decoder::Vote(VoteDecoder::new(profile, params, columns)),
         })
+    }
+
+    fn columns(&self) -> &Columns {
+        match self {
+            Decoder::Vote(d) => &d.columns,
+            Decoder::NaiveBayes(d) => &d.columns,
+        }
     }
 
     /// Decodes one document: its spans, in text order.
@@ -213,17 +168,17 @@ impl Decoder {
         alignment: &Alignment,
         activations: Activations<'_>,
     ) -> Result<Vec<Span>> {
+        let m = self.columns().features.len();
         let rows = match activations {
             Activations::Sparse(codes) => codes.len(),
             Activations::Dense(values) => {
-                let expected = alignment.n_tokens() * self.features.len();
+                let expected = alignment.n_tokens() * m;
                 if values.len() != expected {
                     return Err(Error::Argument {
                         name: format!("dense activations of document {}", document.id),
                         expected: format!(
-                            "{expected} values ({} tokens × {} profile features)",
+                            "{expected} values ({} tokens × {m} profile features)",
                             alignment.n_tokens(),
-                            self.features.len()
                         ),
                         found: values.len().to_string(),
                     });
@@ -232,77 +187,10 @@ impl Decoder {
             }
         };
         alignment.check(document, rows)?;
-        if let Some(scorer) = &self.naive_bayes {
-            return Ok(self.decode_naive_bayes(scorer, document, alignment, activations));
-        }
-        let scores = self.token_scores(activations, rows);
-        let mut spans = Vec::new();
-        let mut offset = 0;
-        for (s, sentence) in document.sentences.iter().enumerate() {
-            let word_scores: Vec<Vec<f64>> = (0..sentence.words.len())
-                .map(|w| self.word_scores(&scores, alignment.tokens_of(offset + w)))
-                .collect();
-            let word_labels = self.word_labels(&word_scores);
-            let runs = entity_runs(&word_labels, |end, label| {
-                let token = self
-                    .boundary_token
-                    .token_of(alignment.tokens_of(offset + end));
-                self.starts_entity(activations, token, label)
-            });
-            for run in runs {
-                let tokens = alignment.tokens_of(offset + run.start).start
-                    ..alignment.tokens_of(offset + run.end - 1).end;
-                spans.push(Span {
-                    evidence: self.evidence(activations, tokens, run.label),
-                    ..run.span(s, sentence, &self.labels)
-                });
-            }
-            offset += sentence.words.len();
-        }
-        Ok(spans)
-    }
-
-    /// [`Decoder::decode`] with the naive-Bayes decoder.
-    fn decode_naive_bayes(
-        &self,
-        scorer: &Scorer,
-        document: &Document,
-        alignment: &Alignment,
-        activations: Activations<'_>,
-    ) -> Vec<Span> {
-        let words = word_features(alignment, |t, f| {
-            self.for_each_firing(activations, t, |c, v| f(self.features[c], v))
-        });
-        let mut spans = Vec::new();
-        let mut first = 0;
-        for (s, sentence) in document.sentences.iter().enumerate() {
-            let words = &words[first..first + sentence.words.len()];
-            first += sentence.words.len();
-            let (tags, posteriors) = scorer.tag_sentence(words);
-            for (start, end, label) in tag_spans(&tags) {
-                let run = Run {
-                    start,
-                    end,
-                    label,
-                    score: posteriors[start..end].iter().sum::<f64>() / (end - start) as f64,
-                };
-                let evidence = scorer
-                    .evidence(words, &tags, start..end, MAX_EVIDENCE)
-                    .into_iter()
-                    .map(|(feature, activation, precision, log_odds)| Evidence {
-                        feature,
-                        activation,
-                        precision,
-                        log_odds: Some(log_odds),
-                    })
-                    .collect();
-                spans.push(Span {
-                    evidence,
-                    ..run.span(s, sentence, &self.labels)
-                });
-            }
-        }
-        spans
+        Ok(match self {
+            Decoder::Vote(d) => d.decode(document, alignment, activations, rows),
+            Decoder::NaiveBayes(d) => d.decode(document, alignment, activations),
+        })
     }
 
     /// Decodes every document of `encoded`: each document's spans, in order.
@@ -327,7 +215,9 @@ impl Decoder {
             &self.decode_corpus(encoded)?,
         ))
     }
+}
 
+impl Columns {
     /// Calls `f(column, activation)` for every profile feature that fires on token `t`.
     fn for_each_firing(
         &self,
@@ -356,16 +246,127 @@ impl Decoder {
             }
         }
     }
+}
+
+impl NbDecoder {
+    /// [`Decoder::decode`] with the naive-Bayes decoder, on checked activations.
+    fn decode(
+        &self,
+        document: &Document,
+        alignment: &Alignment,
+        activations: Activations<'_>,
+    ) -> Vec<Span> {
+        let columns = &self.columns;
+        let words = word_features(alignment, |t, f| {
+            columns.for_each_firing(activations, t, |c, v| f(columns.features[c], v))
+        });
+        let mut spans = Vec::new();
+        let mut first = 0;
+        for (s, sentence) in document.sentences.iter().enumerate() {
+            let words = &words[first..first + sentence.words.len()];
+            first += sentence.words.len();
+            let (tags, posteriors) = self.scorer.tag_sentence(words);
+            for (start, end, label) in tag_spans(&tags) {
+                let run = Run {
+                    start,
+                    end,
+                    label,
+                    score: posteriors[start..end].iter().sum::<f64>() / (end - start) as f64,
+                };
+                let evidence = self
+                    .scorer
+                    .evidence(words, &tags, start..end, MAX_EVIDENCE)
+                    .into_iter()
+                    .map(|(feature, activation, precision, log_odds)| Evidence {
+                        feature,
+                        activation,
+                        precision,
+                        log_odds: Some(log_odds),
+                    })
+                    .collect();
+                spans.push(Span {
+                    evidence,
+                    ..run.span(s, sentence, &columns.labels)
+                });
+            }
+        }
+        spans
+    }
+}
+
+impl VoteDecoder {
+    fn new(profile: &Profile, params: DecodeParams, columns: Columns) -> VoteDecoder {
+        let column = |f: u32| columns.column_of[f as usize] as usize;
+        let label = |l: &str| {
+            profile
+                .labels
+                .iter()
+                .position(|x| x == l)
+                .expect("validated")
+        };
+        let n = columns.features.len();
+        let mut votes = vec![Vec::new(); n];
+        for row in &profile.rows {
+            votes[column(row.feature)].push((label(&row.label), row.precision));
+        }
+        // Empty without boundary rows, so that decoding skips the boundary checks.
+        let mut starts = vec![Vec::new(); n * usize::from(!profile.boundary_rows.is_empty())];
+        for row in &profile.boundary_rows {
+            starts[column(row.feature)].push(label(&row.label));
+        }
+        VoteDecoder {
+            columns,
+            params,
+            votes,
+            starts,
+            boundary_token: profile.counted_tokens,
+        }
+    }
+
+    /// [`Decoder::decode`] with the vote decoder, on checked activations of `rows` tokens.
+    fn decode(
+        &self,
+        document: &Document,
+        alignment: &Alignment,
+        activations: Activations<'_>,
+        rows: usize,
+    ) -> Vec<Span> {
+        let scores = self.token_scores(activations, rows);
+        let mut spans = Vec::new();
+        let mut offset = 0;
+        for (s, sentence) in document.sentences.iter().enumerate() {
+            let word_scores: Vec<Vec<f64>> = (0..sentence.words.len())
+                .map(|w| self.word_scores(&scores, alignment.tokens_of(offset + w)))
+                .collect();
+            let word_labels = self.word_labels(&word_scores);
+            let runs = entity_runs(&word_labels, |end, label| {
+                let token = self
+                    .boundary_token
+                    .token_of(alignment.tokens_of(offset + end));
+                self.starts_entity(activations, token, label)
+            });
+            for run in runs {
+                let tokens = alignment.tokens_of(offset + run.start).start
+                    ..alignment.tokens_of(offset + run.end - 1).end;
+                spans.push(Span {
+                    evidence: self.evidence(activations, tokens, run.label),
+                    ..run.span(s, sentence, &self.columns.labels)
+                });
+            }
+            offset += sentence.words.len();
+        }
+        spans
+    }
 
     /// Token scores, row-major `[n_tokens, n_labels]`.
     fn token_scores(&self, activations: Activations<'_>, n_tokens: usize) -> Vec<f64> {
-        let n_labels = self.labels.len();
+        let n_labels = self.columns.labels.len();
         // Noisy-or accumulates Π(1 − p) and converts at the end.
         let noisy_or = self.params.combine == Combine::NoisyOr;
         let mut scores = vec![if noisy_or { 1.0 } else { 0.0 }; n_tokens * n_labels];
         for t in 0..n_tokens {
             let row = &mut scores[t * n_labels..(t + 1) * n_labels];
-            self.for_each_firing(activations, t, |c, _| {
+            self.columns.for_each_firing(activations, t, |c, _| {
                 for &(l, p) in &self.votes[c] {
                     row[l] = if noisy_or {
                         row[l] * (1.0 - p)
@@ -383,7 +384,7 @@ impl Decoder {
 
     /// A word's pooled score for each label, from its tokens' scores.
     fn word_scores(&self, scores: &[f64], tokens: std::ops::Range<usize>) -> Vec<f64> {
-        let n_labels = self.labels.len();
+        let n_labels = self.columns.labels.len();
         (0..n_labels)
             .map(|l| {
                 self.params
@@ -437,7 +438,7 @@ impl Decoder {
     ) -> bool {
         let mut fires = false;
         if let (Some(t), false) = (token, self.starts.is_empty()) {
-            self.for_each_firing(activations, t, |c, _| {
+            self.columns.for_each_firing(activations, t, |c, _| {
                 fires |= self.starts[c].contains(&label)
             });
         }
@@ -453,16 +454,17 @@ impl Decoder {
     ) -> Vec<Evidence> {
         let mut evidence = Vec::new();
         for t in tokens {
-            self.for_each_firing(activations, t, |c, activation| {
-                if let Some(&(_, precision)) = self.votes[c].iter().find(|(l, _)| *l == label) {
-                    evidence.push(Evidence {
-                        feature: self.features[c],
-                        activation,
-                        precision,
-                        log_odds: None,
-                    });
-                }
-            });
+            self.columns
+                .for_each_firing(activations, t, |c, activation| {
+                    if let Some(&(_, precision)) = self.votes[c].iter().find(|(l, _)| *l == label) {
+                        evidence.push(Evidence {
+                            feature: self.columns.features[c],
+                            activation,
+                            precision,
+                            log_odds: None,
+                        });
+                    }
+                });
         }
         // Keep each feature's highest activation, then order by strength.
         evidence.sort_by(|a, b| {
@@ -483,17 +485,22 @@ impl Decoder {
 }
 
 /// A run of words with one label: words `start..end` of a sentence, `score` the mean of
-/// their scores.
-pub(crate) struct Run {
+/// their scores. Public so that other word classifiers (the trained probes) make spans
+/// exactly as SAE-NER does.
+pub struct Run {
+    /// First word of the run, in its sentence.
     pub start: usize,
+    /// One past its last word.
     pub end: usize,
+    /// Index of its label in the decoder's label order.
     pub label: usize,
+    /// Mean of its words' scores.
     pub score: f64,
 }
 
 impl Run {
     /// The run as a span of sentence `s` (no evidence).
-    pub(crate) fn span(&self, s: usize, sentence: &Sentence, labels: &[String]) -> Span {
+    pub fn span(&self, s: usize, sentence: &Sentence, labels: &[String]) -> Span {
         Span {
             sentence: s,
             word_start: self.start,
@@ -509,7 +516,7 @@ impl Run {
 
 /// Entities from one sentence's word labels: each maximal run of words with the same label,
 /// split before word `w` where `starts(w, label)` says a new entity begins.
-pub(crate) fn entity_runs(
+pub fn entity_runs(
     word_labels: &[Option<(usize, f64)>],
     mut starts: impl FnMut(usize, usize) -> bool,
 ) -> Vec<Run> {
@@ -574,9 +581,13 @@ pub fn predicted_document(document: &Document, spans: &[Span]) -> Document {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::align::WordPooling;
+    use crate::calibrate::FeatureCounts;
     use crate::corpus::Corpus;
     use crate::evaluate_corpus;
-    use crate::test_support::{code, conll, one_token_per_word, profile};
+    use crate::params::{CalibrationParams, Smoothing};
+    use crate::profile::Origin;
+    use crate::test_support::{code, conll, nb_profile, nb_toy, one_token_per_word, profile};
 
     const TWO_SENTENCES: &str = "-DOCSTART- -X- O O\n\n\
         Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n\nBerlin B-ORG\nrocks O\n";
@@ -845,5 +856,112 @@ mod tests {
         assert_eq!((micro.correct, micro.predicted, micro.support), (2, 3, 3));
         assert_eq!(report.errors.type_, 1);
         assert_eq!(report.strict.per_type["PER"].f1, 1.0);
+    }
+
+    #[test]
+    fn calibrated_profile_decodes_its_own_data() {
+        let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n");
+        let document = &corpus.documents[0];
+        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
+        let codes = [
+            code(&[]),
+            code(&[(1, 1.0), (2, 1.0)]),
+            code(&[(1, 1.0)]),
+            code(&[(2, 1.0)]),
+            code(&[(3, 1.0)]),
+        ];
+        let labels = vec!["PER".to_string(), "LOC".to_string()];
+        let mut counts = FeatureCounts::new(4, labels, vec![0.0]).unwrap();
+        counts.add_document(document, &alignment, &codes).unwrap();
+        let origin = Origin {
+            model: "m".into(),
+            layer: 3,
+            sae_id: "s".into(),
+            data_checksum: corpus.checksum(),
+            echo: false,
+            precision: saener_lm::Precision::F32,
+        };
+        let calibration = CalibrationParams {
+            p_min: 0.9,
+            s_min: 1,
+            smoothing: Smoothing::Beta {
+                alpha: 0.0,
+                beta: 0.0,
+            },
+            ..CalibrationParams::default()
+        };
+        let profile =
+            Profile::calibrate(origin, &counts, calibration, DecodeParams::default()).unwrap();
+        let kept: Vec<_> = profile
+            .rows
+            .iter()
+            .map(|r| (r.feature, r.label.as_str()))
+            .collect();
+        assert_eq!(kept, [(1, "PER"), (3, "LOC")]);
+        assert_eq!(profile.label_tokens["PER"], 2);
+        assert_eq!(profile.tokens, 4);
+        assert_eq!(Profile::parse(&profile.to_json(), "p").unwrap(), profile);
+        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
+        let spans = decoder
+            .decode(document, &alignment, Activations::Sparse(&codes))
+            .unwrap();
+        let found: Vec<_> = spans
+            .iter()
+            .map(|s| (s.start, s.end, s.label.as_str()))
+            .collect();
+        assert_eq!(found, [(0, 13, "PER"), (22, 27, "LOC")]);
+    }
+
+    #[test]
+    fn profiles_decode_with_evidence_and_round_trip() {
+        let encoded = nb_toy();
+        let profile = nb_profile(true);
+        assert_eq!(profile.features(), [1, 2, 3]);
+        let json = profile.to_json();
+        assert!(json.contains("\"1: 0 1 1 0 0\""), "{json}");
+        assert_eq!(Profile::parse(&json, "nb.json").unwrap(), profile);
+        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
+        let spans = &decoder.decode_corpus(&encoded).unwrap()[0];
+        // Its own calibration sentence comes back.
+        let found: Vec<(usize, usize, &str)> = spans
+            .iter()
+            .map(|s| (s.word_start, s.word_end, s.label.as_str()))
+            .collect();
+        assert_eq!(found, [(0, 2, "PER"), (3, 4, "LOC")]);
+        for span in spans {
+            assert!(span.score > 0.0 && span.score <= 1.0);
+            let gains: Vec<f64> = span.evidence.iter().map(|e| e.log_odds.unwrap()).collect();
+            assert!(!gains.is_empty() && gains.iter().all(|&g| g > 0.0));
+            assert!(gains.windows(2).all(|w| w[0] >= w[1]), "{gains:?}");
+        }
+        assert_eq!(spans[1].evidence[0].feature, 3);
+        assert_eq!(spans[1].evidence[0].precision, 1.0);
+        let nb = profile.naive_bayes.as_ref().unwrap();
+        let rows: Vec<(String, u32, u32)> = nb
+            .type_rows(2, &profile.labels)
+            .into_iter()
+            .map(|r| (r.label, r.hits, r.support))
+            .collect();
+        assert_eq!(rows, [("PER".into(), 1, 2), ("LOC".into(), 0, 2)]);
+        assert!(nb.type_rows(9, &profile.labels).is_empty());
+        // Only the profile's features, as annotation encodes them, decode the same.
+        let features = profile.features();
+        let dense: Vec<f32> = encoded.codes[0]
+            .iter()
+            .flat_map(|c| {
+                features.iter().map(|f| match c.ids.binary_search(f) {
+                    Ok(i) => c.values[i],
+                    Err(_) => 0.0,
+                })
+            })
+            .collect();
+        let from_dense = decoder
+            .decode(
+                &encoded.corpus.documents[0],
+                &encoded.alignments[0],
+                Activations::Dense(&dense),
+            )
+            .unwrap();
+        assert_eq!(&from_dense, spans);
     }
 }

@@ -101,7 +101,7 @@ pub struct EvalReport {
 }
 
 /// How noisy an annotation of a corpus is against its gold annotation, each rate a share
-/// of the *gold* entities — the unit [`crate::perturb()`] works in, so a corpus perturbed
+/// of the *gold* entities — the unit `saener_study::perturb` works in, so a corpus perturbed
 /// at rate R measures R on its kind. Counted from the [`ErrorBreakdown`]:
 ///
 /// - `false_negative`: gold entities that no annotated entity overlaps (missed);

@@ -31,13 +31,14 @@ use std::collections::HashMap;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::bayes::{sweep_points, NaiveBayes, NbCounts, NbGrid, NbParams, NbPoint};
-use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
+use crate::bayes::{sweep_points, NaiveBayes, NbCounts, NbGrid, NbPoint};
+use crate::calibrate::FeatureCounts;
 use crate::codes::EncodedCorpus;
 use crate::corpus::Corpus;
-use crate::decode::{DecodeParams, Decoder};
+use crate::decode::Decoder;
 use crate::lexicon::{Matcher, FOLDS};
-use crate::profile::{Origin, Profile, Row};
+use crate::params::{CalibrationParams, CountedTokens, DecodeParams, NbParams, Row};
+use crate::profile::{Origin, Profile};
 use crate::tune::Grid;
 use crate::{Error, Result};
 

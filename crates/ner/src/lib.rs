@@ -5,9 +5,9 @@
 //!   computing the words and their character offsets once.
 //! - [`eval`] scores predicted tags against gold tags, entity-level exact match, under both
 //!   seqeval-strict-IOB2 and conlleval counting, with an error breakdown.
-//! - [`mod@perturb`] makes controlled noisy copies of a gold corpus (dropped entities, moved
-//!   boundaries, spurious entities) for noise studies.
 //! - [`align`] maps the model's tokens to words by character overlap ([`Alignment`]).
+//! - [`params`] holds the parameters of calibration and of both decoders, and the profile's
+//!   kept [`Row`]s, which the modules below share.
 //! - [`calibrate`] counts, per SAE feature, how often it fires inside each entity type
 //!   ([`FeatureCounts`]); [`profile`] keeps the precise features as a JSON [`Profile`].
 //! - [`codes`] runs the model and the SAE over a corpus once and caches every token's code
@@ -15,22 +15,21 @@
 //! - [`bayes`] is the count-based naive-Bayes decoder: log-odds of every firing feature of a
 //!   word and its neighbours, tags decoded jointly ([`NaiveBayes`], [`nb_sweep`]).
 //! - [`decode`] turns a profile's votes on a document's codes into entity spans with their
-//!   evidence ([`Decoder`]).
+//!   evidence ([`Decoder`], one variant per decoder).
 //! - [`contexts`] finds each kept feature's top-activating calibration contexts, stored in
 //!   the profile to explain what the feature reads.
 //! - [`annotate`] runs the whole pipeline on new text, encoding only a profile's features
 //!   ([`Annotator`]).
 //! - [`pipeline`] loads the model, tokenizer, SAE and profiles once and checks them against
 //!   each other ([`Stack`], [`Pipeline`]); the CLI, server and Python package start there.
-//! - [`probe`] trains the baselines SAE-NER is compared with: logistic regression on each
-//!   word's dense residual or SAE code ([`Probe`]).
-//! - [`tagger`] is the downstream tagger of the silver-data study: a linear-chain CRF over
-//!   frozen dense features ([`Tagger`]).
 //! - [`lexicon`] and [`label_free`] calibrate without an annotated corpus: a lexicon of
 //!   names per type (or a few examples' names) matched in unlabelled text ([`Lexicon`],
 //!   [`calibrate_from_lexicon`]).
 //! - [`report`] writes an evaluation as a self-contained HTML page with errors in context.
 //! - [`tune`] chooses calibration and decoding parameters on a dev set ([`sweep`]).
+//!
+//! The experiments around the pipeline (trained probes, the downstream tagger, annotation
+//! noise, the silver-data study) are the `saener-study` crate.
 //!
 //! All character offsets are Unicode code points (as Python's `str` counts them), half-open.
 
@@ -47,22 +46,19 @@ pub mod fuzzing;
 pub mod gazetteer;
 pub mod label_free;
 pub mod lexicon;
-pub mod perturb;
+pub mod params;
 pub mod pipeline;
-pub mod probe;
 pub mod profile;
 pub mod report;
-pub mod tagger;
 mod tags;
 #[cfg(test)]
 mod test_support;
 pub mod tune;
-mod weights;
 
 pub use align::{Alignment, WordPooling};
 pub use annotate::{pieces, Annotation, Annotator, CharSlicer, EntityRecord, Piece, PIECE_BYTES};
-pub use bayes::{nb_sweep, NaiveBayes, NbCounts, NbGrid, NbParams, NbTrial};
-pub use calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
+pub use bayes::{nb_sweep, NaiveBayes, NbCounts, NbGrid, NbTrial};
+pub use calibrate::FeatureCounts;
 pub use codes::{CacheKey, CodeEncoder, DocumentCodes, EncodedCorpus, WordRows};
 pub use contexts::{set_contexts_json, top_contexts, FeatureContext};
 pub use corpus::{
@@ -71,8 +67,8 @@ pub use corpus::{
     TagScheme, TextMode, Warning, Word,
 };
 pub use decode::{
-    predicted_corpus, predicted_document, Activations, Combine, DecodeParams, Decoder, Evidence,
-    Span, MAX_EVIDENCE,
+    predicted_corpus, predicted_document, Activations, Decoder, Evidence, NbDecoder, Span,
+    VoteDecoder, MAX_EVIDENCE,
 };
 pub use eval::{
     evaluate, evaluate_corpus, judge_corpus, ErrorBreakdown, EvalReport, Judged, NoiseRates,
@@ -83,12 +79,12 @@ pub use label_free::{
     PuNbTrial, PuRecall, PuTrial,
 };
 pub use lexicon::{sample_examples, Lexicon, MatchOptions, Matcher};
-pub use perturb::{perturb, PerturbKind};
+pub use params::{
+    CalibrationParams, Combine, CountedTokens, DecodeParams, NbParams, Row, Smoothing,
+};
 pub use pipeline::{CodeCache, NamedProfile, Pipeline, PipelineError, Stack, StackConfig};
-pub use probe::{word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures};
-pub use profile::{Origin, Profile, Row};
+pub use profile::{Origin, Profile};
 pub use report::{html_report, ReportInput};
-pub use tagger::{Tagger, TaggerMeta, TaggerOptions};
 pub use tune::{sweep, Grid, Trial};
 
 /// Errors of the NER stage. Each names the file, line and field at fault (or, for metrics,
@@ -158,3 +154,12 @@ pub enum Error {
 
 /// Result with this crate's [`Error`].
 pub type Result<T> = std::result::Result<T, Error>;
+
+/// An [`Error::Argument`]: `name` should be `expected` but is `found`.
+pub(crate) fn argument(name: &str, expected: &str, found: impl ToString) -> Error {
+    Error::Argument {
+        name: name.to_string(),
+        expected: expected.to_string(),
+        found: found.to_string(),
+    }
+}

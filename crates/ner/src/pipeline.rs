@@ -15,10 +15,9 @@ use saener_lm::Tokenizer;
 use saener_sae::Sae;
 
 use crate::annotate::Annotator;
-use crate::codes::{CodeEncoder, EncodedCorpus};
+use crate::codes::{CodeEncoder, EncodedCorpus, WordRows};
 use crate::corpus::Corpus;
-use crate::decode::DecodeParams;
-use crate::probe::WordFeatures;
+use crate::params::DecodeParams;
 use crate::profile::{Origin, Profile};
 
 /// Errors of loading a pipeline and of checking a profile against it. The messages are the
@@ -298,16 +297,15 @@ impl Stack {
         Ok(())
     }
 
-    /// Each word's dense residual (at its last token) at this stack's layer, through the
-    /// cache.
-    pub fn dense_words(&self, corpus: &Corpus, cache: &CodeCache) -> Result<WordFeatures> {
-        let rows = self.encoder().word_residuals(
+    /// Each word's dense residual (at its last token) at this stack's layer, per document,
+    /// through the cache.
+    pub fn word_residuals(&self, corpus: &Corpus, cache: &CodeCache) -> Result<Vec<WordRows>> {
+        Ok(self.encoder().word_residuals(
             corpus,
             cache.root.as_deref(),
             cache.keep_residuals,
             |_, _| {},
-        )?;
-        Ok(WordFeatures::dense(&rows))
+        )?)
     }
 
     /// `corpus` with its codes, from the cache when it holds them; `progress` gets the

@@ -8,9 +8,9 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::bayes::NaiveBayes;
-use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts};
+use crate::calibrate::FeatureCounts;
 use crate::contexts::FeatureContext;
-use crate::decode::DecodeParams;
+use crate::params::{CalibrationParams, CountedTokens, DecodeParams, Row};
 use crate::{Error, Result};
 
 /// Version of the profile layout; bumped when a field changes meaning.
@@ -62,20 +62,6 @@ mod precision_name {
             Ok(precision) => Ok(precision),
         }
     }
-}
-
-/// A kept row: feature `feature` votes for type `label` with `precision`, smoothed from
-/// `hits` of `support` firing tokens. For a boundary row `hits` counts first tokens of a
-/// `label` entity.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-pub struct Row {
-    pub feature: u32,
-    #[serde(rename = "type")]
-    pub label: String,
-    pub precision: f64,
-    pub support: u32,
-    pub hits: u32,
 }
 
 /// A calibrated profile; see the [module docs](self).
@@ -385,9 +371,7 @@ impl Profile {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::align::Alignment;
-    use crate::decode::{Activations, Decoder};
-    use crate::test_support::{code, conll, one_token_per_word, profile};
+    use crate::test_support::{nb_profile, profile};
 
     fn sample() -> Profile {
         let rows = [(7, "PER", 0.9), (3, "LOC", 0.8), (7, "LOC", 0.6)];
@@ -510,56 +494,26 @@ mod tests {
     }
 
     #[test]
-    fn calibrated_profile_decodes_its_own_data() {
-        let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n");
-        let document = &corpus.documents[0];
-        let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
-        let codes = [
-            code(&[]),
-            code(&[(1, 1.0), (2, 1.0)]),
-            code(&[(1, 1.0)]),
-            code(&[(2, 1.0)]),
-            code(&[(3, 1.0)]),
-        ];
-        let labels = vec!["PER".to_string(), "LOC".to_string()];
-        let mut counts = FeatureCounts::new(4, labels, vec![0.0]).unwrap();
-        counts.add_document(document, &alignment, &codes).unwrap();
-        let origin = Origin {
-            model: "m".into(),
-            layer: 3,
-            sae_id: "s".into(),
-            data_checksum: corpus.checksum(),
-            echo: false,
-            precision: saener_lm::Precision::F32,
-        };
-        let calibration = CalibrationParams {
-            p_min: 0.9,
-            s_min: 1,
-            smoothing: crate::Smoothing::Beta {
-                alpha: 0.0,
-                beta: 0.0,
-            },
-            ..CalibrationParams::default()
-        };
-        let profile =
-            Profile::calibrate(origin, &counts, calibration, DecodeParams::default()).unwrap();
-        let kept: Vec<_> = profile
-            .rows
-            .iter()
-            .map(|r| (r.feature, r.label.as_str()))
-            .collect();
-        assert_eq!(kept, [(1, "PER"), (3, "LOC")]);
-        assert_eq!(profile.label_tokens["PER"], 2);
-        assert_eq!(profile.tokens, 4);
-        assert_eq!(Profile::parse(&profile.to_json(), "p").unwrap(), profile);
-        let decoder = Decoder::new(&profile, profile.decoding).unwrap();
-        let spans = decoder
-            .decode(document, &alignment, Activations::Sparse(&codes))
-            .unwrap();
-        let found: Vec<_> = spans
-            .iter()
-            .map(|s| (s.start, s.end, s.label.as_str()))
-            .collect();
-        assert_eq!(found, [(0, 13, "PER"), (22, 27, "LOC")]);
+    fn malformed_tables_name_the_field() {
+        let mut bad = nb_profile(false);
+        bad.naive_bayes.as_mut().unwrap().offsets[0].features[0].counts[1] = 9;
+        let err = Profile::parse(&bad.to_json(), "nb.json")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("naive_bayes.offsets[0].features[0].counts"),
+            "{err}"
+        );
+        let mut bad = nb_profile(false);
+        bad.naive_bayes.as_mut().unwrap().classes.pop();
+        let err = Profile::parse(&bad.to_json(), "nb.json")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("naive_bayes.classes"), "{err}");
+        let json = nb_profile(false)
+            .to_json()
+            .replace("\"1: 0 1 1 0 0\"", "\"1 0 1\"");
+        let err = Profile::parse(&json, "nb.json").unwrap_err().to_string();
+        assert!(err.contains("expected \"feature: counts"), "{err}");
     }
 }

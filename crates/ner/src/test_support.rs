@@ -2,10 +2,12 @@
 
 use saener_sae::SparseCode;
 
-use crate::calibrate::CalibrationParams;
+use crate::align::Alignment;
+use crate::bayes::NbCounts;
+use crate::codes::EncodedCorpus;
 use crate::corpus::{parse_conll, ConllOptions, Corpus, Document, Sentence, Word};
-use crate::decode::DecodeParams;
-use crate::profile::{Origin, Profile, Row};
+use crate::params::{CalibrationParams, DecodeParams, NbParams, Row};
+use crate::profile::{Origin, Profile};
 
 /// A document whose words are the given character spans of `text`, one sentence per slice
 /// of spans, without entities.
@@ -101,5 +103,61 @@ pub(crate) fn code(pairs: &[(u32, f32)]) -> SparseCode {
     SparseCode {
         ids: pairs.iter().map(|p| p.0).collect(),
         values: pairs.iter().map(|p| p.1).collect(),
+    }
+}
+
+/// "Angela Merkel visited Paris" (B-PER I-PER O B-LOC), one token per word: feature 1
+/// fires on both names' words, 2 on Merkel and "visited", 3 on Paris.
+pub(crate) fn nb_toy() -> EncodedCorpus {
+    let corpus = conll("Angela B-PER\nMerkel I-PER\nvisited O\nParis B-LOC\n");
+    let document = &corpus.documents[0];
+    let alignment = Alignment::new(document, &one_token_per_word(document)).unwrap();
+    let codes = vec![
+        code(&[(9, 500.0)]),
+        code(&[(1, 2.0)]),
+        code(&[(1, 1.0), (2, 3.0)]),
+        code(&[(2, 1.0)]),
+        code(&[(3, 4.0)]),
+    ];
+    EncodedCorpus {
+        corpus,
+        alignments: vec![alignment],
+        codes: vec![codes],
+    }
+}
+
+/// The types of [`nb_toy`].
+pub(crate) fn nb_labels() -> Vec<String> {
+    vec!["PER".into(), "LOC".into()]
+}
+
+/// Naive-Bayes scalars for the toy counts: add-one smoothing, Viterbi.
+pub(crate) fn nb_params() -> NbParams {
+    NbParams {
+        alpha: 1.0,
+        s_min: 1,
+        scale: 1.0,
+        absence: 1.0,
+        bias: vec![0.0, 0.0],
+        viterbi: true,
+    }
+}
+
+/// [`nb_toy`] counted at τ 0 and 1.5, offsets 0 and +1.
+pub(crate) fn nb_counts() -> NbCounts {
+    NbCounts::from_corpus(&nb_toy(), 16, nb_labels(), vec![0.0, 1.5], vec![1, 0], None).unwrap()
+}
+
+/// A naive-Bayes profile counted on [`nb_toy`], decoded jointly or not.
+pub(crate) fn nb_profile(viterbi: bool) -> Profile {
+    let nb = NbParams {
+        viterbi,
+        ..nb_params()
+    };
+    let model = nb_counts().model(0.0, &[(0, 1.0), (1, 1.0)], &nb).unwrap();
+    Profile {
+        d_sae: 16,
+        naive_bayes: Some(model),
+        ..profile(&["PER", "LOC"], &[], &[], DecodeParams::default())
     }
 }

@@ -5,10 +5,11 @@
 use serde::Serialize;
 
 use crate::align::WordPooling;
-use crate::calibrate::{CalibrationParams, CountedTokens, FeatureCounts, Smoothing};
+use crate::calibrate::FeatureCounts;
 use crate::codes::EncodedCorpus;
-use crate::decode::{Combine, DecodeParams, Decoder};
+use crate::decode::Decoder;
 use crate::eval::evaluate_corpus;
+use crate::params::{CalibrationParams, Combine, CountedTokens, DecodeParams, Smoothing};
 use crate::profile::{Origin, Profile};
 use crate::{Error, Result};
 
@@ -29,6 +30,24 @@ pub struct Grid {
 }
 
 impl Grid {
+    /// The grid's first point: what calibration uses without a dev set to choose on.
+    pub fn first(&self) -> (CalibrationParams, DecodeParams) {
+        let calibration = CalibrationParams {
+            tau: self.taus[0],
+            p_min: self.p_mins[0],
+            s_min: self.s_mins[0],
+            smoothing: self.smoothings[0],
+            boundaries: self.boundaries[0],
+        };
+        let decoding = DecodeParams {
+            combine: self.combines[0],
+            pooling: self.poolings[0],
+            threshold: self.thresholds[0],
+            extend: self.extends[0],
+        };
+        (calibration, decoding)
+    }
+
     /// Every parameter combination, calibration parameters outermost.
     /// The number of parameter combinations.
     pub fn points_len(&self) -> usize {

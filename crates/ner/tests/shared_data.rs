@@ -6,8 +6,7 @@
 use std::collections::BTreeMap;
 
 use saener_ner::{
-    evaluate_corpus, parse_conll, parse_jsonl, perturb, ConllOptions, Corpus, DocumentMode,
-    PerturbKind, TagScheme,
+    evaluate_corpus, parse_conll, parse_jsonl, ConllOptions, Corpus, DocumentMode, TagScheme,
 };
 
 /// Counts of one file.
@@ -176,38 +175,6 @@ fn jsonl_round_trip_keeps_entity_spans() {
         assert_eq!(char_spans(&back.corpus), char_spans(&corpus), "{name}");
         assert_eq!(back.corpus.to_jsonl(), jsonl, "{name}");
     }
-}
-
-#[test]
-fn perturbations_of_real_data_score_as_expected() {
-    let files = each_file(DocumentMode::Auto);
-    let Some((_, _, gold)) = files.iter().find(|f| f.0 == "conll2003/test.conll") else {
-        return;
-    };
-    let n = gold.stats().entities; // 5,648
-    let k = (0.2 * n as f64).round() as usize; // 1,130
-    let scores = |pred: &Corpus| evaluate_corpus(gold, pred).unwrap();
-
-    let same = scores(gold);
-    assert_eq!((same.strict.micro.f1, same.conlleval.macro_.f1), (1.0, 1.0));
-
-    // Dropping k entities: every remaining prediction is correct, recall is (n - k) / n.
-    let dropped = scores(&perturb(gold, PerturbKind::Fn, 0.2, 11).unwrap());
-    assert_eq!(dropped.strict.micro.correct, n - k);
-    assert_eq!(dropped.strict.micro.precision, 1.0);
-    assert_eq!(dropped.errors.missed, k);
-
-    // Adding k spurious entities: precision is n / (n + k), and each one is spurious.
-    let added = scores(&perturb(gold, PerturbKind::Fp, 0.2, 12).unwrap());
-    assert_eq!(added.strict.micro.predicted, n + k);
-    assert_eq!(added.errors.spurious, k);
-    assert_eq!(added.strict.micro.recall, 1.0);
-
-    // Moving k boundaries: exactly those k predictions are boundary errors.
-    let moved = scores(&perturb(gold, PerturbKind::Boundary, 0.2, 13).unwrap());
-    assert_eq!(moved.errors.boundary, k);
-    assert_eq!(moved.strict.micro.correct, n - k);
-    assert_eq!(moved.strict, moved.conlleval);
 }
 
 /// An oracle profile (feature `l` fires inside gold entities of label `l`, feature `100 + l`

@@ -1,5 +1,5 @@
 use anyhow::Result;
-use saener_ner::{perturb, PerturbKind};
+use saener_study::{perturb, PerturbKind};
 use std::path::PathBuf;
 
 use crate::commands::stack::{read_corpus, write_corpus, Context};

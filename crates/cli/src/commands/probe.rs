@@ -1,12 +1,14 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{
-    evaluate_corpus, word_classes, Corpus, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures,
+use saener_ner::{evaluate_corpus, Corpus};
+use saener_study::{
+    dense_words, word_classes, Probe, ProbeInput, ProbeMeta, ProbeOptions, WordFeatures,
 };
 use std::path::PathBuf;
 
-use crate::commands::calibrate::serde_name;
 use crate::commands::eval::Outputs;
-use crate::commands::stack::{encode, read_corpus, CacheArgs, Context, Stack, StackArgs};
+use crate::commands::stack::{
+    encode, read_corpus, serde_name, CacheArgs, Context, Stack, StackArgs,
+};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
@@ -114,7 +116,7 @@ fn features(
             let encoded = encode(stack, corpus.clone(), cache)?;
             WordFeatures::sparse(&encoded, stack.sae.config().d_sae)
         }
-        ProbeInput::Dense => stack.dense_words(corpus, &cache.config())?,
+        ProbeInput::Dense => dense_words(stack, corpus, &cache.config())?,
     })
 }
 

@@ -1,7 +1,8 @@
 //! What `calibrate`, `eval` and `annotate` share: the argument groups that become the
 //! library's [`StackConfig`] and [`CodeCache`] (the loading itself is
-//! [`saener_ner::pipeline`]), reading a labelled corpus in the chosen context, encoding it
-//! with a progress bar, and finding a profile by name.
+//! [`saener_ner::pipeline`]), the value parsers that read library enums by their serde
+//! names, reading a labelled corpus in the chosen context, encoding it with a progress bar,
+//! and finding a profile by name.
 
 use anyhow::{Context as _, Result};
 use saener_lm::Precision;
@@ -11,7 +12,19 @@ use saener_ner::{
 };
 use std::path::{Path, PathBuf};
 
-use crate::commands::calibrate::serde_name;
+/// Parses a library enum by its serde name (`noisy_or`, `last`), so the CLI and the profile
+/// JSON spell values the same way.
+pub fn serde_name<T: serde::de::DeserializeOwned>(s: &str) -> std::result::Result<T, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_string())).map_err(|e| e.to_string())
+}
+
+/// `none` or a number.
+pub fn parse_extend(s: &str) -> std::result::Result<Option<f64>, String> {
+    match s {
+        "none" => Ok(None),
+        _ => s.parse().map(Some).map_err(|e| format!("{s}: {e}")),
+    }
+}
 
 /// Model, SAE and what to run them with; flattened into each NER subcommand.
 #[derive(clap::Args, Clone)]
@@ -100,7 +113,7 @@ pub struct DecodeOverrides {
 pub struct ExtendOverride(Option<f64>);
 
 fn parse_extend_override(s: &str) -> std::result::Result<ExtendOverride, String> {
-    crate::commands::calibrate::parse_extend(s).map(ExtendOverride)
+    parse_extend(s).map(ExtendOverride)
 }
 
 impl DecodeOverrides {

@@ -1,7 +1,6 @@
 use anyhow::{Context as _, Result};
-use saener_ner::{
-    evaluate_corpus, Corpus, EvalReport, Tagger, TaggerMeta, TaggerOptions, WordFeatures,
-};
+use saener_ner::evaluate_corpus;
+use saener_study::{fit_and_score, Featured, Tagger, TaggerMeta, TaggerOptions};
 use std::path::PathBuf;
 
 use crate::commands::eval::Outputs;
@@ -112,42 +111,13 @@ pub fn run(command: Command) -> Result<()> {
     }
 }
 
-/// A labelled corpus and its words' dense features.
-pub struct Featured {
-    pub corpus: Corpus,
-    pub features: WordFeatures,
-}
-
-impl Featured {
-    /// Reads `path` (document context) and fetches its features through the cache.
-    pub fn load(stack: &Stack, path: &std::path::Path, cache: &CacheArgs) -> Result<Featured> {
-        let corpus = read_corpus(path, Context::Document)?;
-        eprintln!("saener: dense residuals of {}", path.display());
-        let features = stack
-            .dense_words(&corpus, &cache.config())
-            .with_context(|| format!("encoding {}", path.display()))?;
-        Ok(Featured { corpus, features })
-    }
-
-    /// The same words with other entities (a perturbed or silver copy).
-    pub fn relabelled(&self, corpus: Corpus) -> Featured {
-        Featured {
-            corpus,
-            features: self.features.clone(),
-        }
-    }
-}
-
-/// Trains a tagger on `train` and scores it on `test`.
-pub fn fit_and_score(
-    train: &Featured,
-    test: &Featured,
-    meta: TaggerMeta,
-) -> Result<(Tagger, EvalReport)> {
-    let tagger = Tagger::train(&train.corpus, &train.features, meta)?;
-    let predicted = tagger.predict(&test.corpus, &test.features)?;
-    let report = evaluate_corpus(&test.corpus, &predicted)?;
-    Ok((tagger, report))
+/// Reads `path` (document context) and fetches its words' dense features through the
+/// cache.
+pub fn load_featured(stack: &Stack, path: &std::path::Path, cache: &CacheArgs) -> Result<Featured> {
+    let corpus = read_corpus(path, Context::Document)?;
+    eprintln!("saener: dense residuals of {}", path.display());
+    Featured::new(stack, corpus, &cache.config())
+        .with_context(|| format!("encoding {}", path.display()))
 }
 
 fn train(args: TrainArgs) -> Result<()> {
@@ -155,14 +125,14 @@ fn train(args: TrainArgs) -> Result<()> {
         anyhow::bail!("--l2 lists several values: choosing among them needs --dev");
     }
     let stack = Stack::load(args.stack.at_layer(args.layer))?;
-    let train = Featured::load(&stack, &args.data, &args.cache)?;
+    let train = load_featured(&stack, &args.data, &args.cache)?;
     let labels: Vec<String> = if args.labels.is_empty() {
         train.corpus.labels().into_iter().collect()
     } else {
         args.labels.clone()
     };
     let dev = match &args.dev {
-        Some(path) => Some(Featured::load(&stack, path, &args.cache)?),
+        Some(path) => Some(load_featured(&stack, path, &args.cache)?),
         None => None,
     };
     let mut best: Option<(f64, Tagger)> = None;
@@ -214,7 +184,7 @@ fn eval(args: EvalArgs) -> Result<()> {
             stack.layer
         );
     }
-    let test = Featured::load(&stack, &args.data, &args.cache)?;
+    let test = load_featured(&stack, &args.data, &args.cache)?;
     let data_checksum = test.corpus.checksum();
     if data_checksum == origin.data_checksum {
         eprintln!(

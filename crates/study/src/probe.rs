@@ -4,7 +4,7 @@
 //!
 //! A word is read at its last token, as SAE-NER decodes it, from either the dense residual
 //! ([`ProbeInput::Dense`]) or the SAE code ([`ProbeInput::Sae`]) of that token. Predicted
-//! word classes become spans by the same runs as SAE-NER ([`crate::decode`]), so the two
+//! word classes become spans by the same runs as SAE-NER ([`saener_ner::decode`]), so the two
 //! methods differ only in how a word gets its label. Logistic regression is written out
 //! here because it is forty lines of arithmetic on data already in memory; candle's
 //! optimisers would add graph overhead to a 640 × 5 weight matrix.
@@ -14,19 +14,22 @@ use std::path::Path;
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
-use saener_sae::SparseCode;
 use serde::{Deserialize, Serialize};
 
-use crate::codes::{EncodedCorpus, WordRows};
-use crate::corpus::Corpus;
-use crate::decode::{entity_runs, predicted_document};
-use crate::profile::Origin;
+use saener_ner::decode::{entity_runs, predicted_document};
+use saener_ner::{Corpus, Error, Origin, Result};
+
+use crate::features::WordFeatures;
 use crate::weights;
-use crate::{Error, Result};
 
 /// Version of the probe file layout.
 const FORMAT: u32 = 1;
-const METADATA_KEY: &str = "saener_probe";
+/// The probe's weights file: metadata key, name and layout version.
+const FILE: weights::Kind = weights::Kind {
+    key: "saener_probe",
+    what: "probe metadata",
+    format: FORMAT,
+};
 
 /// What a probe reads at each word's last token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -36,73 +39,6 @@ pub enum ProbeInput {
     Dense,
     /// The SAE code of that residual.
     Sae,
-}
-
-/// Per word of a corpus (documents, sentences and words in order), its features.
-#[derive(Debug, Clone)]
-pub enum WordFeatures {
-    /// `[n_words, d]` row-major.
-    Dense { d: usize, rows: Vec<f32> },
-    /// One code per word, features below `d`.
-    Sparse { d: usize, codes: Vec<SparseCode> },
-}
-
-impl WordFeatures {
-    /// Dense rows from [`crate::CodeEncoder::word_residuals`].
-    pub fn dense(rows: &[WordRows]) -> WordFeatures {
-        let d = rows.iter().map(|r| r.d).max().unwrap_or(0);
-        WordFeatures::Dense {
-            d,
-            rows: rows.iter().flat_map(|r| r.rows.iter().copied()).collect(),
-        }
-    }
-
-    /// The SAE code at each word's last token (empty for a word no token overlaps).
-    pub fn sparse(encoded: &EncodedCorpus, d_sae: usize) -> WordFeatures {
-        let mut codes = Vec::new();
-        for (alignment, doc_codes) in encoded.alignments.iter().zip(&encoded.codes) {
-            for w in 0..alignment.n_words() {
-                codes.push(
-                    alignment
-                        .tokens_of(w)
-                        .last()
-                        .map(|t| doc_codes[t].clone())
-                        .unwrap_or_default(),
-                );
-            }
-        }
-        WordFeatures::Sparse { d: d_sae, codes }
-    }
-
-    /// The rows of the given words, in that order.
-    pub fn select(&self, words: &[usize]) -> WordFeatures {
-        match self {
-            WordFeatures::Dense { d, rows } => WordFeatures::Dense {
-                d: *d,
-                rows: words
-                    .iter()
-                    .flat_map(|&w| rows[w * d..(w + 1) * d].iter().copied())
-                    .collect(),
-            },
-            WordFeatures::Sparse { d, codes } => WordFeatures::Sparse {
-                d: *d,
-                codes: words.iter().map(|&w| codes[w].clone()).collect(),
-            },
-        }
-    }
-
-    fn len(&self) -> usize {
-        match self {
-            WordFeatures::Dense { d, rows } => rows.len() / (*d).max(1),
-            WordFeatures::Sparse { codes, .. } => codes.len(),
-        }
-    }
-
-    fn width(&self) -> usize {
-        match self {
-            WordFeatures::Dense { d, .. } | WordFeatures::Sparse { d, .. } => *d,
-        }
-    }
 }
 
 /// Each word's class: 0 for O, `c + 1` for `labels[c]`.
@@ -130,11 +66,15 @@ pub fn word_classes(corpus: &Corpus, labels: &[String]) -> Vec<u32> {
 pub struct ProbeOptions {
     /// L2 penalty on the weights (not the biases), per example.
     pub l2: f64,
+    /// Passes over the training words.
     pub epochs: usize,
+    /// Adam's step size.
     pub learning_rate: f64,
+    /// Words per Adam step.
     pub batch_size: usize,
     /// Weight each class by the inverse of its frequency (O is most of the words).
     pub class_weighting: bool,
+    /// Seed of the word order.
     pub seed: u64,
 }
 
@@ -154,18 +94,23 @@ impl Default for ProbeOptions {
 /// What a probe file records besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeMeta {
+    /// Layout version (1).
     pub format: u32,
+    /// What the probe reads.
     pub input: ProbeInput,
     /// Entity types; class 0 is O.
     pub labels: Vec<String>,
+    /// The model, layer, SAE and training data it was made with.
     #[serde(flatten)]
     pub origin: Origin,
+    /// How it was trained.
     pub options: ProbeOptions,
 }
 
 /// A trained probe; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Probe {
+    /// What it reads and how it was made.
     pub meta: ProbeMeta,
     d: usize,
     /// Inputs are standardised as `(x − shift) · scale` with train statistics.
@@ -342,7 +287,7 @@ impl Probe {
         let meta = serde_json::to_string(&self.meta).expect("metadata serializes");
         weights::save(
             path.as_ref(),
-            METADATA_KEY,
+            FILE.key,
             meta,
             &[
                 ("weight", vec![self.d, n_classes], &self.weight),
@@ -355,12 +300,7 @@ impl Probe {
 
     /// Reads a probe written by [`Probe::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Probe> {
-        let mut file = weights::load(path.as_ref(), METADATA_KEY)?;
-        let meta: ProbeMeta = serde_json::from_str(&file.meta)
-            .map_err(|e| file.invalid(METADATA_KEY, "probe metadata", e.to_string()))?;
-        if meta.format != FORMAT {
-            return Err(file.invalid("format", "1", meta.format.to_string()));
-        }
+        let (mut file, meta) = weights::read(path.as_ref(), &FILE, |m: &ProbeMeta| m.format)?;
         let n_classes = meta.labels.len() + 1;
         let d = file.shape("weight")?[0];
         Ok(Probe {
@@ -451,6 +391,7 @@ impl Adam {
 mod tests {
     use super::*;
     use crate::test_support::conll;
+    use saener_sae::SparseCode;
 
     fn meta(input: ProbeInput) -> ProbeMeta {
         ProbeMeta {
@@ -463,7 +404,7 @@ mod tests {
                 sae_id: "s".into(),
                 data_checksum: "c".into(),
                 echo: false,
-                precision: saener_lm::Precision::F32,
+                precision: Default::default(),
             },
             options: ProbeOptions {
                 epochs: 200,
@@ -506,7 +447,7 @@ mod tests {
         for (features, input) in [(dense, ProbeInput::Dense), (sparse, ProbeInput::Sae)] {
             let probe = Probe::train(&features, &classes, meta(input)).unwrap();
             let predicted = probe.predict(&corpus, &features).unwrap();
-            let report = crate::evaluate_corpus(&corpus, &predicted).unwrap();
+            let report = saener_ner::evaluate_corpus(&corpus, &predicted).unwrap();
             assert_eq!(report.strict.micro.f1, 1.0, "{input:?}");
 
             let dir = tempfile::tempdir().unwrap();

@@ -8,8 +8,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 
-use crate::corpus::{Corpus, Entity, Sentence};
-use crate::{Error, Result};
+use saener_ner::{Corpus, Entity, Error, Result, Sentence};
 
 /// What to do to `round(rate × n)` entities, `n` the number of entities in the input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -215,7 +214,7 @@ fn add_spurious(corpus: &mut Corpus, count: usize, rng: &mut StdRng) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::corpus::{parse_conll, ConllOptions};
+    use saener_ner::{parse_conll, ConllOptions};
     use std::collections::BTreeSet;
 
     /// 300 sentences of 3–20 words with entities of 1–3 words, some adjacent, laid out by a
@@ -427,7 +426,7 @@ mod tests {
         for kind in ALL {
             for rate in [0.1, 0.3, 0.5] {
                 let noisy = perturb(&gold, kind, rate, 3).unwrap();
-                let m = crate::NoiseRates::measure(&gold, &noisy).unwrap();
+                let m = saener_ner::NoiseRates::measure(&gold, &noisy).unwrap();
                 let measured = [m.false_negative, m.boundary, m.false_positive, m.type_];
                 let on = ALL.iter().position(|&k| k == kind).unwrap();
                 for (k, &r) in measured.iter().enumerate() {

@@ -21,13 +21,19 @@ use rayon::prelude::*;
 use saener_kernels::dot;
 use serde::{Deserialize, Serialize};
 
-use crate::corpus::{Corpus, Entity};
-use crate::probe::{standardisation, Adam, WordFeatures};
-use crate::profile::Origin;
-use crate::{weights, Error, Result};
+use saener_ner::{evaluate_corpus, Corpus, Entity, Error, EvalReport, Origin, Result};
+
+use crate::features::{Featured, WordFeatures};
+use crate::probe::{standardisation, Adam};
+use crate::weights;
 
 const FORMAT: u32 = 1;
-const METADATA_KEY: &str = "saener_tagger";
+/// The tagger's weights file: metadata key, name and layout version.
+const FILE: weights::Kind = weights::Kind {
+    key: "saener_tagger",
+    what: "tagger metadata",
+    format: FORMAT,
+};
 
 /// Training settings; the study keeps them fixed across runs.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -36,10 +42,13 @@ pub struct TaggerOptions {
     pub window: usize,
     /// L2 penalty on the emission weights, per sentence.
     pub l2: f64,
+    /// Passes over the training sentences.
     pub epochs: usize,
+    /// Adam's step size.
     pub learning_rate: f64,
     /// Sentences per Adam step.
     pub batch_sentences: usize,
+    /// Seed of the sentence order.
     pub seed: u64,
 }
 
@@ -61,17 +70,21 @@ impl Default for TaggerOptions {
 /// What a tagger file records besides its weights.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TaggerMeta {
+    /// Layout version (1).
     pub format: u32,
     /// Entity types; tag 0 is O, tag `2c + 1` is `B-labels[c]`, `2c + 2` is `I-labels[c]`.
     pub labels: Vec<String>,
+    /// The model, layer and training data it was made with.
     #[serde(flatten)]
     pub origin: Origin,
+    /// How it was trained.
     pub options: TaggerOptions,
 }
 
 /// A trained tagger; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Tagger {
+    /// Its types and how it was made.
     pub meta: TaggerMeta,
     /// Width of one word's features.
     d: usize,
@@ -472,7 +485,7 @@ impl Tagger {
         let meta = serde_json::to_string(&self.meta).expect("metadata serializes");
         weights::save(
             path.as_ref(),
-            METADATA_KEY,
+            FILE.key,
             meta,
             &[
                 ("emission", vec![blocks, t, d], &self.emission),
@@ -488,12 +501,7 @@ impl Tagger {
 
     /// Reads a tagger written by [`Tagger::save`].
     pub fn load(path: impl AsRef<Path>) -> Result<Tagger> {
-        let mut file = weights::load(path.as_ref(), METADATA_KEY)?;
-        let meta: TaggerMeta = serde_json::from_str(&file.meta)
-            .map_err(|e| file.invalid(METADATA_KEY, "tagger metadata", e.to_string()))?;
-        if meta.format != FORMAT {
-            return Err(file.invalid("format", "1", meta.format.to_string()));
-        }
+        let (mut file, meta) = weights::read(path.as_ref(), &FILE, |m: &TaggerMeta| m.format)?;
         let t = TagSet::new(meta.labels.len()).n;
         let blocks = 2 * meta.options.window + 1;
         let d = file.shape("shift")?.first().copied().unwrap_or(0);
@@ -509,6 +517,18 @@ impl Tagger {
             meta,
         })
     }
+}
+
+/// Trains a tagger on `train` and scores it on `test`, as `saener eval` scores a profile.
+pub fn fit_and_score(
+    train: &Featured,
+    test: &Featured,
+    meta: TaggerMeta,
+) -> Result<(Tagger, EvalReport)> {
+    let tagger = Tagger::train(&train.corpus, &train.features, meta)?;
+    let predicted = tagger.predict(&test.corpus, &test.features)?;
+    let report = evaluate_corpus(&test.corpus, &predicted)?;
+    Ok((tagger, report))
 }
 
 /// The word-row range of each sentence, checking that `n_rows` covers the corpus.
@@ -544,7 +564,7 @@ mod tests {
                 sae_id: "s".into(),
                 data_checksum: "c".into(),
                 echo: false,
-                precision: saener_lm::Precision::F32,
+                precision: Default::default(),
             },
             options: TaggerOptions {
                 window,

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::{Error, Result};
+use saener_ner::{Error, Result};
 
 /// Writes `tensors` (name, shape, row-major values) and `meta` under `key`.
 pub(crate) fn save(
@@ -42,7 +42,7 @@ pub(crate) struct Loaded {
 }
 
 /// Reads every f32 tensor of a file written by [`save`] and the metadata under `key`.
-pub(crate) fn load(path: &Path, key: &str) -> Result<Loaded> {
+fn load(path: &Path, key: &str) -> Result<Loaded> {
     let file = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|source| Error::Io {
         file: file.clone(),
@@ -81,6 +81,31 @@ pub(crate) fn load(path: &Path, key: &str) -> Result<Loaded> {
         meta,
         tensors,
     })
+}
+
+/// What kind of weights file a model writes: its metadata key, the metadata's name in
+/// errors, and the layout version it must have.
+pub(crate) struct Kind {
+    pub key: &'static str,
+    pub what: &'static str,
+    pub format: u32,
+}
+
+/// Reads a file of `kind` written by [`save`] and its metadata, parsed as `M`; `format`
+/// reads the metadata's layout version.
+pub(crate) fn read<M: serde::de::DeserializeOwned>(
+    path: &Path,
+    kind: &Kind,
+    format: impl Fn(&M) -> u32,
+) -> Result<(Loaded, M)> {
+    let file = load(path, kind.key)?;
+    let meta: M = serde_json::from_str(&file.meta)
+        .map_err(|e| file.invalid(kind.key, kind.what, e.to_string()))?;
+    if format(&meta) != kind.format {
+        let expected = kind.format.to_string();
+        return Err(file.invalid("format", &expected, format(&meta).to_string()));
+    }
+    Ok((file, meta))
 }
 
 impl Loaded {
