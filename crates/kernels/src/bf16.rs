@@ -256,12 +256,7 @@ mod amx {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0).powi(3))
-            .collect()
-    }
+    use crate::test_data::{assert_close_to_exact, data};
 
     #[test]
     fn bf16_product_is_close_to_f32_and_amx_matches_the_reference() {
@@ -270,20 +265,8 @@ mod tests {
         let a = data(m * (k + 5), 2);
         let matrix = Bf16Matrix::new(&[&w], k);
         let reference = matrix.reference(&a, m, k + 5);
-        for i in 0..m {
-            for j in 0..n {
-                let exact: f32 = (0..k).map(|kk| a[i * (k + 5) + kk] * w[j * k + kk]).sum();
-                let norm: f32 = (0..k)
-                    .map(|kk| (a[i * (k + 5) + kk] * w[j * k + kk]).abs())
-                    .sum();
-                // Each input rounds by at most 2^-9 relative.
-                assert!(
-                    (reference[i * n + j] - exact).abs() <= 0.01 * norm,
-                    "({i}, {j}): {} vs {exact}, norm {norm}",
-                    reference[i * n + j]
-                );
-            }
-        }
+        // Each input rounds by at most 2^-9 relative.
+        assert_close_to_exact(&reference, &a, k + 5, &w, k, 0.01);
         if !amx_usable() {
             eprintln!("bf16: no AMX here; checked the reference only");
             return;

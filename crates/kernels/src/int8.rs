@@ -209,12 +209,7 @@ impl Int8Matrix {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn data(len: usize, seed: usize) -> Vec<f32> {
-        (0..len)
-            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0).powi(3))
-            .collect()
-    }
+    use crate::test_data::{assert_close_to_exact, data};
 
     #[test]
     fn int8_product_is_close_to_f32_and_kernels_agree() {
@@ -222,19 +217,7 @@ mod tests {
         let w = data(n * k, 1);
         let a = data(m * (k + 5), 2);
         let portable = Int8Matrix::new(&[&w], k, false).matmul(&a, m, k + 5);
-        for i in 0..m {
-            for j in 0..n {
-                let exact: f32 = (0..k).map(|kk| a[i * (k + 5) + kk] * w[j * k + kk]).sum();
-                let norm: f32 = (0..k)
-                    .map(|kk| (a[i * (k + 5) + kk] * w[j * k + kk]).abs())
-                    .sum();
-                assert!(
-                    (portable[i * n + j] - exact).abs() <= 0.05 * norm,
-                    "({i}, {j}): {} vs {exact}, norm {norm}",
-                    portable[i * n + j]
-                );
-            }
-        }
+        assert_close_to_exact(&portable, &a, k + 5, &w, k, 0.05);
         if crate::Cpu::detect().has_int8_vnni() {
             let vnni = Int8Matrix::new(&[&w], k, true).matmul(&a, m, k + 5);
             assert_eq!(vnni, portable);

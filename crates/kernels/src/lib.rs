@@ -47,3 +47,39 @@ pub(crate) fn has_avx2() -> bool {
         false
     }
 }
+
+/// What the quantized kernels' tests share.
+#[cfg(test)]
+pub(crate) mod test_data {
+    /// Deterministic values in [-1, 1], cubed so that small magnitudes dominate, as in
+    /// trained weights.
+    pub fn data(len: usize, seed: usize) -> Vec<f32> {
+        (0..len)
+            .map(|i| (((i * 7919 + seed * 104_729) % 1000) as f32 / 500.0 - 1.0).powi(3))
+            .collect()
+    }
+
+    /// Asserts that `got[m, n]` is within `tolerance · Σ |a·w|` of the exact product of rows
+    /// `a[i * stride..][..k]` and `w [n, k]` transposed.
+    pub fn assert_close_to_exact(
+        got: &[f32],
+        a: &[f32],
+        stride: usize,
+        w: &[f32],
+        k: usize,
+        tolerance: f32,
+    ) {
+        let n = w.len() / k;
+        for (i, row) in got.chunks_exact(n).enumerate() {
+            for (j, &value) in row.iter().enumerate() {
+                let products = (0..k).map(|kk| a[i * stride + kk] * w[j * k + kk]);
+                let exact: f32 = products.clone().sum();
+                let norm: f32 = products.map(f32::abs).sum();
+                assert!(
+                    (value - exact).abs() <= tolerance * norm,
+                    "({i}, {j}): {value} vs {exact}, norm {norm}"
+                );
+            }
+        }
+    }
+}
