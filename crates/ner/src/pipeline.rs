@@ -45,6 +45,12 @@ pub enum PipelineError {
         "two profiles are named {0:?}; a request could reach only the first (rename one file)"
     )]
     DuplicateProfile(String),
+    #[error("profile {name}: {source}")]
+    Profile {
+        name: String,
+        #[source]
+        source: Box<PipelineError>,
+    },
     #[error("no profile named {name:?} in this pipeline (it has: {})", have.join(", "))]
     UnknownProfile { name: String, have: Vec<String> },
     #[error(transparent)]
@@ -375,7 +381,13 @@ impl Pipeline {
             return Err(PipelineError::DuplicateProfile(name.to_string()));
         }
         for named in &profiles {
-            stack.check_compatible(&named.profile)?;
+            // Named, since a server loads several.
+            stack
+                .check_compatible(&named.profile)
+                .map_err(|source| PipelineError::Profile {
+                    name: named.name.clone(),
+                    source: Box::new(source),
+                })?;
         }
         Ok(Pipeline { stack, profiles })
     }
