@@ -14,7 +14,7 @@
 //! f32 in the same pair order; AMX's internal rounding of each pair sum is not specified
 //! bit for bit, so the two agree to f32 rounding, not to the bit.
 
-use crate::gemm::SendPtr;
+use crate::gemm::tiled_product;
 use half::bf16;
 use rayon::prelude::*;
 
@@ -79,33 +79,18 @@ impl Bf16Matrix {
                     *dst = bf16::from_f32(v).to_bits();
                 }
             });
-        let mut c = vec![0f32; m * n];
-        let c_ptr = SendPtr(c.as_mut_ptr());
-        let n_panels = n / NP;
-        let tasks = (rayon::current_num_threads() * 4).clamp(1, n_panels);
-        let per_task = n_panels.div_ceil(tasks);
-        (0..n_panels.div_ceil(per_task))
-            .into_par_iter()
-            .for_each(|task| {
-                let mut tile = [0f32; MT * NP];
-                for p in task * per_task..((task + 1) * per_task).min(n_panels) {
-                    let b = &self.packed[p * NP * k..][..NP * k];
-                    for t in 0..tiles {
-                        // SAFETY: AMX was checked by the caller; `x` holds `tiles * 32` rows
-                        // of k values and `b` one panel of 32 · k.
-                        unsafe { amx::tile_32x32(&x[t * MT * k..][..MT * k], b, k, &mut tile) };
-                        for r in 0..MT.min(m - t * MT) {
-                            // SAFETY: row t*32 + r < m, columns p*32.. < n: inside `c`, and
-                            // panel p belongs to this task alone.
-                            unsafe {
-                                let dst = c_ptr.get().add((t * MT + r) * n + p * NP);
-                                std::ptr::copy_nonoverlapping(tile[r * NP..].as_ptr(), dst, NP);
-                            }
-                        }
-                    }
-                }
-            });
-        c
+        tiled_product(m, n, MT, NP, |p, t, tile| {
+            // SAFETY: AMX was checked by the caller; `x` holds `tiles * 32` rows of k values
+            // and each panel 32 · k.
+            unsafe {
+                amx::tile_32x32(
+                    &x[t * MT * k..][..MT * k],
+                    &self.packed[p * NP * k..][..NP * k],
+                    k,
+                    tile.try_into().expect("a 32 × 32 tile"),
+                )
+            }
+        })
     }
 
     /// The same product without AMX: the inputs rounded to bf16 as [`Bf16Matrix::matmul`]

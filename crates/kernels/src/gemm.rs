@@ -172,6 +172,52 @@ impl<T> SendPtr<T> {
     }
 }
 
+/// Panels `0..n_panels` in contiguous ranges, one per rayon task (four tasks per thread, so
+/// that uneven panels balance), as a parallel iterator.
+pub(crate) fn panel_ranges(
+    n_panels: usize,
+) -> impl ParallelIterator<Item = std::ops::Range<usize>> {
+    let tasks = (rayon::current_num_threads() * 4).clamp(1, n_panels.max(1));
+    let per_task = n_panels.div_ceil(tasks).max(1);
+    (0..n_panels.div_ceil(per_task))
+        .into_par_iter()
+        .map(move |task| task * per_task..((task + 1) * per_task).min(n_panels))
+}
+
+/// The product `[m, n]` of a kernel that computes whole tiles over all of k: for every
+/// panel `p` of `np` columns and every tile `t` of `mt` rows, `tile(p, t, out)` fills
+/// `out` (`mt × np`, row-major) with rows `t * mt..` and columns `p * np..`, and the tile's
+/// rows below `m` are written out. Panels are split among rayon tasks ([`panel_ranges`]),
+/// each writing its own columns only. Needs `n % np == 0`.
+pub(crate) fn tiled_product(
+    m: usize,
+    n: usize,
+    mt: usize,
+    np: usize,
+    tile: impl Fn(usize, usize, &mut [f32]) + Sync,
+) -> Vec<f32> {
+    debug_assert_eq!(n % np, 0);
+    let mut c = vec![0f32; m * n];
+    let c_ptr = SendPtr(c.as_mut_ptr());
+    panel_ranges(n / np).for_each(|panels| {
+        let mut out = vec![0f32; mt * np];
+        for p in panels {
+            for t in 0..m.div_ceil(mt) {
+                tile(p, t, &mut out);
+                for (r, row) in out.chunks_exact(np).take(m - t * mt).enumerate() {
+                    // SAFETY: row t*mt + r < m and columns p*np..(p+1)*np <= n lie inside
+                    // `c`, and panel p belongs to this task alone.
+                    unsafe {
+                        let dst = c_ptr.get().add((t * mt + r) * n + p * np);
+                        std::ptr::copy_nonoverlapping(row.as_ptr(), dst, np);
+                    }
+                }
+            }
+        }
+    });
+    c
+}
+
 impl PackedMatrix {
     /// Packs the row-major matrices `parts` (each `[n_i, k]`), stacked along n, into
     /// panels of `nr` columns. Panics unless [`packed_available`] holds for the total n,
@@ -234,53 +280,48 @@ impl PackedMatrix {
         let c_ptr = SendPtr(c.as_mut_ptr());
         let n_panels = n / nr;
         let kc = k.div_ceil(k.div_ceil(KC));
-        let tasks = (rayon::current_num_threads() * 4).clamp(1, n_panels);
-        let per_task = n_panels.div_ceil(tasks);
         let b_all = self.data();
-        (0..n_panels.div_ceil(per_task))
-            .into_par_iter()
-            .for_each(|task| {
-                let panels = task * per_task..((task + 1) * per_task).min(n_panels);
-                let mut tile = [0f32; MR * 2 * NR];
-                for k0 in (0..k).step_by(kc) {
-                    let kcur = kc.min(k - k0);
-                    for m0 in (0..m_panels).step_by(MC) {
-                        for np in panels.clone() {
-                            let b = &b_all[np * k * nr + k0 * nr..][..kcur * nr];
-                            for mp in m0..(m0 + MC).min(m_panels) {
-                                let a = &a_packed[mp * k * MR + k0 * MR..][..kcur * MR];
-                                // SAFETY: AVX2/FMA (and AVX-512F for nr = 32) were checked
-                                // when packing; `a` holds kcur × MR values, `b` kcur × nr.
-                                #[cfg(target_arch = "x86_64")]
-                                unsafe {
-                                    let (a, b) = (a.as_ptr(), b.as_ptr());
-                                    if nr == NR {
-                                        let tile = (&mut tile[..MR * NR]).try_into().unwrap();
-                                        crate::avx2::kernel_6x16(kcur, a, 1, MR, b, tile);
-                                    } else {
-                                        crate::avx512::kernel_6x32(kcur, a, 1, MR, b, &mut tile);
-                                    }
-                                };
-                                #[cfg(not(target_arch = "x86_64"))]
-                                unreachable!("packed only where AVX2 runs");
-                                // SAFETY: the tile (rows mp*MR.., cols np*NR..) lies inside
-                                // `c`'s capacity and belongs to this task alone; it is
-                                // written (k0 == 0) before it is read.
-                                unsafe {
-                                    let dst = c_ptr.get().add(mp * MR * n + np * nr);
-                                    for (r, t) in tile[..MR * nr].chunks_exact(nr).enumerate() {
-                                        let dst = dst.add(r * n);
-                                        for (l, &v) in t.iter().enumerate() {
-                                            let d = dst.add(l);
-                                            *d = if k0 > 0 { v + *d } else { v };
-                                        }
+        panel_ranges(n_panels).for_each(|panels| {
+            let mut tile = [0f32; MR * 2 * NR];
+            for k0 in (0..k).step_by(kc) {
+                let kcur = kc.min(k - k0);
+                for m0 in (0..m_panels).step_by(MC) {
+                    for np in panels.clone() {
+                        let b = &b_all[np * k * nr + k0 * nr..][..kcur * nr];
+                        for mp in m0..(m0 + MC).min(m_panels) {
+                            let a = &a_packed[mp * k * MR + k0 * MR..][..kcur * MR];
+                            // SAFETY: AVX2/FMA (and AVX-512F for nr = 32) were checked
+                            // when packing; `a` holds kcur × MR values, `b` kcur × nr.
+                            #[cfg(target_arch = "x86_64")]
+                            unsafe {
+                                let (a, b) = (a.as_ptr(), b.as_ptr());
+                                if nr == NR {
+                                    let tile = (&mut tile[..MR * NR]).try_into().unwrap();
+                                    crate::avx2::kernel_6x16(kcur, a, 1, MR, b, tile);
+                                } else {
+                                    crate::avx512::kernel_6x32(kcur, a, 1, MR, b, &mut tile);
+                                }
+                            };
+                            #[cfg(not(target_arch = "x86_64"))]
+                            unreachable!("packed only where AVX2 runs");
+                            // SAFETY: the tile (rows mp*MR.., cols np*NR..) lies inside
+                            // `c`'s capacity and belongs to this task alone; it is
+                            // written (k0 == 0) before it is read.
+                            unsafe {
+                                let dst = c_ptr.get().add(mp * MR * n + np * nr);
+                                for (r, t) in tile[..MR * nr].chunks_exact(nr).enumerate() {
+                                    let dst = dst.add(r * n);
+                                    for (l, &v) in t.iter().enumerate() {
+                                        let d = dst.add(l);
+                                        *d = if k0 > 0 { v + *d } else { v };
                                     }
                                 }
                             }
                         }
                     }
                 }
-            });
+            }
+        });
         // SAFETY: every element of the m_panels × MR × n tiles was written above.
         unsafe { c.set_len(m_panels * MR * n) };
         c.truncate(m * n);

@@ -15,7 +15,7 @@
 //! The AVX512-VNNI kernel and the portable reference compute the same integers and the same
 //! f32 operations in the same order, so they give bit-identical results.
 
-use crate::gemm::SendPtr;
+use crate::gemm::tiled_product;
 use rayon::prelude::*;
 
 /// Values per quantization block along k.
@@ -126,35 +126,16 @@ impl Int8Matrix {
                     }
                 }
             });
-        let mut c = vec![0f32; m * n];
-        let c_ptr = SendPtr(c.as_mut_ptr());
-        let n_panels = n / NP;
-        let tasks = (rayon::current_num_threads() * 4).clamp(1, n_panels);
-        let per_task = n_panels.div_ceil(tasks);
-        (0..n_panels.div_ceil(per_task))
-            .into_par_iter()
-            .for_each(|task| {
-                let mut tile = [0f32; MR * NP];
-                for p in task * per_task..((task + 1) * per_task).min(n_panels) {
-                    let b = &self.packed[p * NP * k..][..NP * k];
-                    let sb = &self.scales[p * NP * blocks..][..NP * blocks];
-                    let corr = &self.corr[p * NP * blocks..][..NP * blocks];
-                    for t in 0..m_tiles {
-                        let a = &qa[t * MR * k..][..MR * k];
-                        let s = &sa[t * MR * blocks..][..MR * blocks];
-                        self.tile(a, s, b, sb, corr, &mut tile);
-                        for r in 0..MR.min(m - t * MR) {
-                            // SAFETY: row t*MR + r < m, columns p*32.. < n: inside `c`, and
-                            // panel p belongs to this task alone.
-                            unsafe {
-                                let dst = c_ptr.get().add((t * MR + r) * n + p * NP);
-                                std::ptr::copy_nonoverlapping(tile[r * NP..].as_ptr(), dst, NP);
-                            }
-                        }
-                    }
-                }
-            });
-        c
+        tiled_product(m, n, MR, NP, |p, t, tile| {
+            self.tile(
+                &qa[t * MR * k..][..MR * k],
+                &sa[t * MR * blocks..][..MR * blocks],
+                &self.packed[p * NP * k..][..NP * k],
+                &self.scales[p * NP * blocks..][..NP * blocks],
+                &self.corr[p * NP * blocks..][..NP * blocks],
+                tile.try_into().expect("a 4 × 32 tile"),
+            )
+        })
     }
 
     /// One 4 × 32 tile over all of k.
